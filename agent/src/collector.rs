@@ -1,0 +1,420 @@
+//! The collector: on every interval it follows the interfaces (attaching
+//! new matches, forgetting vanished ones), reads the maps once, computes
+//! rates, and publishes an immutable snapshot with its renderings.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use log::{debug, warn};
+
+use crate::abi::{Counter, FlowKey, FlowStats, Hook, PacketStats, FAMILY_IPV4};
+use crate::config::InterfaceFilter;
+use crate::manager::{Error, Manager};
+use crate::snapshot::{
+    CollectionInfo, EventCounters, FlowEntry, FlowTable, HookInfo, InterfaceSnapshot, MapFill, Published,
+    Rates, Rendered, Snapshot,
+};
+use crate::{metrics, netif, probes, rates};
+
+/// Which interfaces to watch.
+#[derive(Clone, Debug, Default)]
+pub enum Selection {
+    /// Every interface that is up and not loopback.
+    #[default]
+    AllUp,
+    /// Names and globs from `--interface-filter`.
+    Filter(InterfaceFilter),
+}
+
+impl Selection {
+    fn wants(&self, i: &netif::Interface) -> bool {
+        match self {
+            Selection::AllUp => i.up && !i.loopback,
+            Selection::Filter(f) => f.matches(&i.name),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CollectorConfig {
+    pub interval: Duration,
+    pub selection: Selection,
+    pub top_flows: usize,
+    pub flow_idle_timeout: Duration,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            interval: Duration::from_secs(5),
+            selection: Selection::AllUp,
+            top_flows: 10,
+            flow_idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+pub struct Collector {
+    manager: Manager,
+    config: CollectorConfig,
+    published: Arc<Published>,
+    started: SystemTime,
+    kernel_release: String,
+    /// Last reading per interface, for rates.
+    previous: HashMap<String, (Instant, Counter, Counter)>,
+    /// (name, ifindex) pairs that refused to attach; not retried until the
+    /// interface is re-created, so a bad device logs once, not every interval.
+    refused: HashSet<(String, u32)>,
+    collections: u64,
+    errors: u64,
+    events: EventCounters,
+}
+
+impl Collector {
+    pub fn new(manager: Manager, config: CollectorConfig, published: Arc<Published>) -> Collector {
+        Collector {
+            manager,
+            config,
+            published,
+            started: SystemTime::now(),
+            kernel_release: netif::kernel_release(),
+            previous: HashMap::new(),
+            refused: HashSet::new(),
+            collections: 0,
+            errors: 0,
+            events: EventCounters::default(),
+        }
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.config.interval
+    }
+
+    pub fn set_interval(&mut self, d: Duration) {
+        self.config.interval = d;
+    }
+
+    pub fn manager(&self) -> &Manager {
+        &self.manager
+    }
+
+    pub fn manager_mut(&mut self) -> &mut Manager {
+        &mut self.manager
+    }
+
+    /// Attaches to wanted interfaces not yet watched and forgets vanished
+    /// ones (or ones re-created under the same name with a new index).
+    /// Returns the attach errors of this pass, by interface.
+    pub fn sync_interfaces(&mut self) -> Vec<(String, Error)> {
+        let present = match netif::list() {
+            Ok(l) => l,
+            Err(e) => {
+                warn!("listing interfaces: {e}");
+                return Vec::new();
+            }
+        };
+        let index: HashMap<&str, u32> = present.iter().map(|i| (i.name.as_str(), i.ifindex)).collect();
+        for gone in self.manager.forget_vanished(&|n, ifx| index.get(n) == Some(&ifx)) {
+            self.previous.remove(&gone);
+        }
+        self.refused.retain(|(n, ifx)| index.get(n.as_str()) == Some(ifx));
+        let mut failures = Vec::new();
+        for i in present.iter().filter(|i| self.config.selection.wants(i)) {
+            let key = (i.name.clone(), i.ifindex);
+            if self.manager.attached().contains_key(&i.name) || self.refused.contains(&key) {
+                continue;
+            }
+            if let Err(e) = self.manager.attach(&i.name, i.ifindex) {
+                self.refused.insert(key);
+                failures.push((i.name.clone(), e));
+            }
+        }
+        failures
+    }
+
+    /// Reads the maps once, publishes the snapshot and returns it.
+    ///
+    /// # Errors
+    /// A failed map read; the previous snapshot stays published with the
+    /// error counted and shown in /status.
+    pub fn collect_once(&mut self) -> Result<Arc<Rendered>, Error> {
+        let t0 = Instant::now();
+        self.collections += 1;
+        let result = self.read();
+        let duration = t0.elapsed();
+        let mut snap = match result {
+            Ok(s) => s,
+            Err(e) => {
+                self.errors += 1;
+                let mut s = self.published.load().snapshot.clone();
+                s.collection.last_error = Some(e.to_string());
+                s.collection.errors_total = self.errors;
+                s.collection.collections_total = self.collections;
+                self.publish(s);
+                return Err(e);
+            }
+        };
+        snap.collection.duration_seconds = duration.as_secs_f64();
+        self.publish(snap);
+        Ok(self.published.load())
+    }
+
+    fn publish(&self, snapshot: Snapshot) {
+        let metrics = metrics::render(&snapshot);
+        let status = serde_json::to_string_pretty(&snapshot).unwrap_or_default();
+        self.published.store(Rendered { snapshot, metrics, status });
+    }
+
+    fn read(&mut self) -> Result<Snapshot, Error> {
+        let now = Instant::now();
+        let wall = unix_seconds(SystemTime::now());
+        let stats = self.manager.packet_stats()?;
+        let tc_entries = self.manager.tc_device_stats()?.len() as u64;
+        let boot_now = boottime_ns();
+        let idle_ns = self.config.flow_idle_timeout.as_nanos() as u64;
+        let flows = self.manager.flows(boot_now.saturating_sub(idle_ns))?;
+
+        let by_key: HashMap<(u32, u32), PacketStats> =
+            stats.iter().map(|(k, v)| ((k.ifindex, k.hook), *v)).collect();
+        let mut names: HashMap<u32, String> = HashMap::new();
+        let mut interfaces = Vec::new();
+        for (name, att) in self.manager.attached() {
+            names.insert(att.ifindex, name.clone());
+            let get = |h: Hook| by_key.get(&(att.ifindex, h as u32)).copied().unwrap_or_default();
+            let has_xdp = att.hooks.iter().any(|h| h.hook == Hook::Xdp);
+            let rx_hook = if has_xdp { Hook::Xdp } else { Hook::TcIngress };
+            let rx = get(rx_hook).total;
+            let tx = get(Hook::TcEgress).total;
+            let rates = match self.previous.get(name) {
+                Some((t, prx, ptx)) => {
+                    let dt = now - *t;
+                    Rates {
+                        rx_packets: rates::per_second(prx.packets, rx.packets, dt),
+                        tx_packets: rates::per_second(ptx.packets, tx.packets, dt),
+                        rx_bytes: rates::per_second(prx.bytes, rx.bytes, dt),
+                        tx_bytes: rates::per_second(ptx.bytes, tx.bytes, dt),
+                    }
+                }
+                None => Rates::default(),
+            };
+            self.previous.insert(name.clone(), (now, rx, tx));
+            interfaces.push(InterfaceSnapshot {
+                name: name.clone(),
+                ifindex: att.ifindex,
+                hooks: att
+                    .hooks
+                    .iter()
+                    .map(|h| HookInfo { hook: h.hook.name(), mode: h.mode, method: h.method, program_id: h.program_id })
+                    .collect(),
+                rx_source: rx_hook.name(),
+                rx,
+                tx,
+                rates,
+                per_hook: att.hooks.iter().map(|h| (h.hook.name(), get(h.hook))).collect(),
+            });
+        }
+
+        let caps = self.manager.config().capacities();
+        let flow_entries = flows.len() as u64;
+        let top = top_flows(&flows, self.config.top_flows, boot_now, &names);
+        Ok(Snapshot {
+            version: env!("CARGO_PKG_VERSION"),
+            arch: std::env::consts::ARCH,
+            kernel_release: self.kernel_release.clone(),
+            started_at: unix_seconds(self.started),
+            uptime_seconds: self.started.elapsed().unwrap_or_default().as_secs_f64(),
+            collection: CollectionInfo {
+                interval_seconds: self.config.interval.as_secs_f64(),
+                last_collection: wall,
+                duration_seconds: 0.0,
+                collections_total: self.collections,
+                errors_total: self.errors,
+                last_error: None,
+            },
+            interfaces,
+            maps: vec![
+                MapFill { name: probes::MAP_PACKET_STATS, entries: stats.len() as u64, capacity: caps.packet_stats.into() },
+                MapFill { name: probes::MAP_FLOW_STATS, entries: flow_entries, capacity: caps.flow_stats.into() },
+                MapFill { name: probes::MAP_TC_DEVICE_STATS, entries: tc_entries, capacity: caps.tc_device_stats.into() },
+                MapFill {
+                    name: probes::MAP_IFACE_CONFIG,
+                    entries: self.manager.attached().values().filter(|a| a.hooks.iter().any(|h| h.hook == Hook::Xdp)).count() as u64,
+                    capacity: caps.iface_config.into(),
+                },
+            ],
+            flow_table: FlowTable { entries: flow_entries, capacity: caps.flow_stats.into(), top },
+            events: self.events.clone(),
+        })
+    }
+
+    /// Counts one ring-buffer event.
+    pub fn record_event(&mut self, ev: &crate::abi::Event) {
+        self.events.received_total += 1;
+        if ev.kind == crate::abi::EVENT_FLOW_ADMISSION_LIMITED {
+            self.events.flow_admission_limited_total += 1;
+            debug!("flow admission limited on a CPU: {} packets without a new flow entry", ev.value);
+        }
+    }
+
+    /// Runs until cancelled: sync interfaces and collect once per interval,
+    /// and handle ring-buffer events as they arrive, between collections.
+    pub async fn run(&mut self) {
+        let mut events = self.manager.take_events().and_then(|rb| match smol::Async::new(rb) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                warn!("probe events disabled: cannot poll the ring buffer: {e}");
+                None
+            }
+        });
+        loop {
+            for (name, e) in self.sync_interfaces() {
+                warn!("not watching {name}: {e}");
+            }
+            if let Err(e) = self.collect_once() {
+                warn!("collection failed: {e}");
+            }
+            let deadline = Instant::now() + self.config.interval;
+            loop {
+                let timer = async {
+                    smol::Timer::at(deadline).await;
+                    None
+                };
+                let readable = match &events {
+                    Some(ev) => smol::future::or(timer, async { Some(ev.readable().await) }).await,
+                    None => timer.await,
+                };
+                match readable {
+                    None => break,
+                    Some(Ok(())) => {
+                        if let Some(ev) = events.as_mut() {
+                            self.drain(ev);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        warn!("probe events disabled: polling the ring buffer failed: {e}");
+                        events = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn drain(&mut self, ring: &mut smol::Async<aya::maps::RingBuf<aya::maps::MapData>>) {
+        // SAFETY: the ring buffer is only read here; its fd stays open.
+        let rb = unsafe { ring.get_mut() };
+        while let Some(item) = rb.next() {
+            if let Some(ev) = crate::abi::Event::from_bytes(&item) {
+                drop(item);
+                self.record_event(&ev);
+            }
+        }
+    }
+}
+
+/// The `n` busiest flows by total bytes, busiest first.
+pub fn top_flows(
+    flows: &[(FlowKey, FlowStats)],
+    n: usize,
+    boot_now_ns: u64,
+    names: &HashMap<u32, String>,
+) -> Vec<FlowEntry> {
+    let mut idx: Vec<usize> = (0..flows.len()).collect();
+    let bytes = |i: usize| flows[i].1.rx.bytes.saturating_add(flows[i].1.tx.bytes);
+    // Partial selection first: O(len) instead of sorting the whole table.
+    if n < idx.len() {
+        idx.select_nth_unstable_by(n, |&a, &b| bytes(b).cmp(&bytes(a)));
+        idx.truncate(n);
+    }
+    idx.sort_by(|&a, &b| bytes(b).cmp(&bytes(a)).then(flows[a].0.sport.cmp(&flows[b].0.sport)));
+    idx.into_iter()
+        .map(|i| {
+            let (k, v) = &flows[i];
+            FlowEntry {
+                interface: names.get(&k.ifindex).cloned().unwrap_or_else(|| format!("ifindex{}", k.ifindex)),
+                family: if k.family == FAMILY_IPV4 { "ipv4" } else { "ipv6" },
+                protocol: protocol_name(k.proto),
+                src: k.src_ip().to_string(),
+                src_port: k.sport,
+                dst: k.dst_ip().to_string(),
+                dst_port: k.dport,
+                rx_packets: v.rx.packets,
+                rx_bytes: v.rx.bytes,
+                tx_packets: v.tx.packets,
+                tx_bytes: v.tx.bytes,
+                age_seconds: boot_now_ns.saturating_sub(v.first_seen_ns) as f64 / 1e9,
+                idle_seconds: boot_now_ns.saturating_sub(v.last_seen_ns) as f64 / 1e9,
+            }
+        })
+        .collect()
+}
+
+fn protocol_name(p: u8) -> String {
+    match p {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "icmpv6".into(),
+        n => n.to_string(),
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+}
+
+/// CLOCK_BOOTTIME in ns: the clock of bpf_ktime_get_boot_ns().
+pub fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer; CLOCK_BOOTTIME exists on every supported kernel.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(sport: u16, rx: u64, tx: u64) -> (FlowKey, FlowStats) {
+        let mut k = FlowKey { ifindex: 2, sport, dport: 80, proto: 6, ..Default::default() };
+        k.saddr[0] = u32::from_ne_bytes([198, 18, 0, 1]);
+        k.daddr[0] = u32::from_ne_bytes([198, 18, 0, 2]);
+        let v = FlowStats {
+            rx: Counter { packets: 1, bytes: rx },
+            tx: Counter { packets: 1, bytes: tx },
+            first_seen_ns: 1_000_000_000,
+            last_seen_ns: 3_000_000_000,
+            ..Default::default()
+        };
+        (k, v)
+    }
+
+    #[test]
+    fn top_flows_are_busiest_first_and_bounded() {
+        let flows: Vec<_> = (0..100u16).map(|i| flow(1000 + i, i as u64 * 10, 5)).collect();
+        let names = HashMap::from([(2, "veth0".to_string())]);
+        let top = top_flows(&flows, 3, 4_000_000_000, &names);
+        assert_eq!(top.len(), 3);
+        assert_eq!(top.iter().map(|f| f.src_port).collect::<Vec<_>>(), [1099, 1098, 1097]);
+        assert_eq!(top[0].src, "198.18.0.1");
+        assert_eq!(top[0].dst, "198.18.0.2");
+        assert_eq!(top[0].interface, "veth0");
+        assert_eq!(top[0].protocol, "tcp");
+        assert_eq!(top[0].age_seconds, 3.0);
+        assert_eq!(top[0].idle_seconds, 1.0);
+        assert!(top_flows(&flows, 0, 0, &names).is_empty());
+        assert_eq!(top_flows(&flows[..2], 10, 0, &names).len(), 2);
+    }
+
+    #[test]
+    fn selection() {
+        let up = netif::Interface { name: "eth0".into(), ifindex: 2, up: true, loopback: false };
+        let lo = netif::Interface { name: "lo".into(), ifindex: 1, up: true, loopback: true };
+        let down = netif::Interface { name: "eth1".into(), ifindex: 3, up: false, loopback: false };
+        assert!(Selection::AllUp.wants(&up));
+        assert!(!Selection::AllUp.wants(&lo));
+        assert!(!Selection::AllUp.wants(&down));
+        let f = Selection::Filter(InterfaceFilter::parse("eth*,lo").unwrap());
+        assert!(f.wants(&down) && f.wants(&lo));
+    }
+}

@@ -1,0 +1,345 @@
+//! Command-line flags and the parsers behind their values. Every bound the
+//! agent has is a flag here, with a default that suits a small gateway.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use argh::FromArgs;
+
+/// Environment variable that supplies `--interface-filter` when the flag is absent.
+pub const INTERFACE_ENV: &str = "NETWORK_INTERFACE";
+
+#[derive(FromArgs, Debug, Clone)]
+/// NetProbe agent: counts packets, bytes, protocols and flows with XDP and TC
+/// probes and serves Prometheus metrics (/metrics) and JSON status (/status).
+pub struct Args {
+    /// TCP port of the HTTP server (default 8081)
+    #[argh(option, default = "8081")]
+    pub metrics_port: u16,
+
+    /// address the HTTP server binds to (default 0.0.0.0; use :: for IPv6)
+    #[argh(option, default = "IpAddr::from([0, 0, 0, 0])")]
+    pub listen_address: IpAddr,
+
+    /// how often the maps are read, e.g. 500ms, 5s, 1m (default 5s; 100ms to 1h)
+    #[argh(option, default = "Duration::from_secs(5)", from_str_fn(parse_interval))]
+    pub collect_interval: Duration,
+
+    /// comma-separated interface names or globs (ppp*, wlan?); default: the
+    /// NETWORK_INTERFACE variable, else every interface that is up, not loopback
+    #[argh(option)]
+    pub interface_filter: Option<String>,
+
+    /// XDP attach mode: auto (native, else generic), native, generic, off (default auto)
+    #[argh(option, default = "XdpMode::Auto")]
+    pub xdp_mode: XdpMode,
+
+    /// size of the kernel flow table (LRU; default 65536 flows, ~100 B each)
+    #[argh(option, default = "65536", from_str_fn(parse_max_flows))]
+    pub max_flows: u32,
+
+    /// how many flows /status lists, busiest first (default 10; 0 to 10000)
+    #[argh(option, default = "10", from_str_fn(parse_top_flows))]
+    pub top_flows: usize,
+
+    /// how many interfaces the kernel maps have room for (default 64; 1 to 4096)
+    #[argh(option, default = "64", from_str_fn(parse_max_interfaces))]
+    pub max_interfaces: u32,
+
+    /// new flows each CPU may add to the flow table per second, the flood
+    /// guard (default 20000; 0 = unlimited)
+    #[argh(option, default = "20000")]
+    pub flow_admit_rate: u64,
+
+    /// burst of new flows admitted at once per CPU (default 5000; at least 1)
+    #[argh(option, default = "5000", from_str_fn(parse_admit_burst))]
+    pub flow_admit_burst: u64,
+
+    /// flows idle this long are removed from the flow table (default 5m)
+    #[argh(option, default = "Duration::from_secs(300)", from_str_fn(parse_duration))]
+    pub flow_idle_timeout: Duration,
+
+    /// size of the probe-to-agent event ring buffer in bytes, a power of two,
+    /// at least 4096 (default 262144)
+    #[argh(option, default = "262144", from_str_fn(parse_ringbuf_size))]
+    pub ringbuf_size: u32,
+
+    /// threads answering HTTP requests (default 2; 1 to 64)
+    #[argh(option, default = "2", from_str_fn(parse_http_workers))]
+    pub http_workers: usize,
+
+    /// log level when RUST_LOG is unset: error, warn, info, debug, trace (default info)
+    #[argh(option, default = "log::LevelFilter::Info")]
+    pub log_level: log::LevelFilter,
+
+    /// print the version and exit
+    #[argh(switch)]
+    pub version: bool,
+}
+
+impl Args {
+    /// The interface filter in force: the flag, else `NETWORK_INTERFACE`.
+    pub fn interface_filter(&self) -> Result<Option<InterfaceFilter>, String> {
+        let raw = match &self.interface_filter {
+            Some(s) => Some(s.clone()),
+            None => std::env::var(INTERFACE_ENV).ok().filter(|s| !s.trim().is_empty()),
+        };
+        raw.map(|s| InterfaceFilter::parse(&s)).transpose()
+    }
+}
+
+/// How XDP is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpMode {
+    /// Native where the driver supports it, generic otherwise.
+    Auto,
+    Native,
+    Generic,
+    Off,
+}
+
+impl std::str::FromStr for XdpMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(XdpMode::Auto),
+            "native" | "driver" => Ok(XdpMode::Native),
+            "generic" | "skb" => Ok(XdpMode::Generic),
+            "off" => Ok(XdpMode::Off),
+            _ => Err(format!("unknown XDP mode '{s}': expected auto, native, generic or off")),
+        }
+    }
+}
+
+impl fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            XdpMode::Auto => "auto",
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+            XdpMode::Off => "off",
+        })
+    }
+}
+
+/// Parses a duration with a unit: `500ms`, `5s`, `1m`, `1h`, `1.5s`.
+/// A bare number is refused: `5` could mean seconds or milliseconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("duration '{s}' has no unit: write e.g. 500ms, 5s, 1m or 1h"))?;
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(format!("duration '{s}' does not start with a number: write e.g. 5s"));
+    }
+    let value: f64 = num.parse().map_err(|_| format!("duration '{s}': '{num}' is not a number"))?;
+    let scale = match unit {
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("duration '{s}': unknown unit '{unit}' (use ms, s, m or h)")),
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || secs > 7.0 * 86400.0 {
+        return Err(format!("duration '{s}' is too long (at most 7 days)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+        return Err(format!("collect interval '{s}' is out of range (100ms to 1h)"));
+    }
+    Ok(d)
+}
+
+fn parse_in_range<T>(what: &str, s: &str, lo: T, hi: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let v: T = s.trim().parse().map_err(|_| format!("{what} '{s}' is not a whole number"))?;
+    if v < lo || v > hi {
+        return Err(format!("{what} {v} is out of range ({lo} to {hi})"));
+    }
+    Ok(v)
+}
+
+fn parse_max_flows(s: &str) -> Result<u32, String> {
+    parse_in_range("max flows", s, 16, 16 << 20)
+}
+
+fn parse_top_flows(s: &str) -> Result<usize, String> {
+    parse_in_range("top flows", s, 0, 10_000)
+}
+
+fn parse_max_interfaces(s: &str) -> Result<u32, String> {
+    parse_in_range("max interfaces", s, 1, 4096)
+}
+
+fn parse_admit_burst(s: &str) -> Result<u64, String> {
+    parse_in_range("flow admit burst", s, 1, 1 << 30)
+}
+
+fn parse_http_workers(s: &str) -> Result<usize, String> {
+    parse_in_range("HTTP workers", s, 1, 64)
+}
+
+fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
+    let v: u32 = parse_in_range("ring buffer size", s, 4096, 1 << 30)?;
+    if !v.is_power_of_two() {
+        return Err(format!("ring buffer size {v} is not a power of two (e.g. 262144)"));
+    }
+    Ok(v)
+}
+
+/// Which interfaces to watch: exact names and simple globs (`*`, `?`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceFilter {
+    patterns: Vec<String>,
+}
+
+impl InterfaceFilter {
+    /// Parses a comma-separated list. Names follow the kernel's rules
+    /// (1 to 15 bytes, no '/', ':' or white space).
+    pub fn parse(s: &str) -> Result<InterfaceFilter, String> {
+        let mut patterns = Vec::new();
+        for part in s.split(',') {
+            let p = part.trim();
+            if p.is_empty() {
+                return Err(format!("interface filter '{s}' has an empty entry"));
+            }
+            if p.len() > 15 {
+                return Err(format!("interface name '{p}' is longer than 15 bytes"));
+            }
+            if p.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()) {
+                return Err(format!("interface name '{p}' has a character not allowed in names"));
+            }
+            if !patterns.iter().any(|q| q == p) {
+                patterns.push(p.to_string());
+            }
+        }
+        Ok(InterfaceFilter { patterns })
+    }
+
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    /// Whether `name` matches any entry.
+    pub fn matches(&self, name: &str) -> bool {
+        self.patterns.iter().any(|p| glob_match(p.as_bytes(), name.as_bytes()))
+    }
+
+    /// Entries without glob characters: these must exist at start.
+    pub fn exact_names(&self) -> impl Iterator<Item = &str> {
+        self.patterns.iter().map(String::as_str).filter(|p| !p.contains(['*', '?']))
+    }
+}
+
+/// Glob match with `*` (any run) and `?` (one byte), iterative with one
+/// backtrack point, so it is linear-ish and cannot blow up on hostile input.
+pub fn glob_match(pat: &[u8], s: &[u8]) -> bool {
+    let (mut p, mut i) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        if p < pat.len() && (pat[p] == b'?' || pat[p] == s[i]) {
+            p += 1;
+            i += 1;
+        } else if p < pat.len() && pat[p] == b'*' {
+            star = Some((p, i));
+            p += 1;
+        } else if let Some((sp, si)) = star {
+            p = sp + 1;
+            i = si + 1;
+            star = Some((sp, si + 1));
+        } else {
+            return false;
+        }
+    }
+    pat[p..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Args, argh::EarlyExit> {
+        Args::from_args(&["netprobe-agent"], list)
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["5", "", "s", "5x", "-5s", "5 s", "1e3s", "..s", "99999999h", "5sec"] {
+            assert!(parse_duration(bad).is_err(), "{bad} accepted");
+        }
+        assert!(parse_duration("5").unwrap_err().contains("no unit"));
+    }
+
+    #[test]
+    fn interval_bounds() {
+        assert!(parse_interval("50ms").is_err());
+        assert!(parse_interval("2h").is_err());
+        assert_eq!(parse_interval("100ms"), Ok(Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn defaults() {
+        let a = args(&[]).unwrap();
+        assert_eq!(a.metrics_port, 8081);
+        assert_eq!(a.collect_interval, Duration::from_secs(5));
+        assert_eq!(a.xdp_mode, XdpMode::Auto);
+        assert_eq!(a.max_flows, 65536);
+        assert_eq!(a.top_flows, 10);
+        assert_eq!(a.listen_address.to_string(), "0.0.0.0");
+    }
+
+    #[test]
+    fn flags_parse_and_reject() {
+        let a = args(&["--collect-interval", "500ms", "--xdp-mode", "generic", "--max-flows", "1024"])
+            .unwrap();
+        assert_eq!(a.collect_interval, Duration::from_millis(500));
+        assert_eq!(a.xdp_mode, XdpMode::Generic);
+        assert_eq!(a.max_flows, 1024);
+        let err = |l: &[&str]| args(l).unwrap_err().output;
+        assert!(err(&["--bogus"]).contains("--bogus"));
+        assert!(err(&["--collect-interval", "5"]).contains("no unit"));
+        assert!(err(&["--xdp-mode", "turbo"]).contains("turbo"));
+        assert!(args(&["--metrics-port", "70000"]).is_err());
+        assert!(err(&["--ringbuf-size", "5000"]).contains("power of two"));
+        assert!(err(&["--max-flows", "0"]).contains("out of range"));
+        assert!(args(&["--listen-address", "not-an-ip"]).is_err());
+    }
+
+    #[test]
+    fn filters() {
+        let f = InterfaceFilter::parse("eth0, ppp*,wlan?").unwrap();
+        assert!(f.matches("eth0"));
+        assert!(!f.matches("eth1"));
+        assert!(f.matches("ppp0") && f.matches("ppp") && f.matches("ppp12"));
+        assert!(f.matches("wlan1") && !f.matches("wlan12"));
+        assert_eq!(f.exact_names().collect::<Vec<_>>(), ["eth0"]);
+        assert!(InterfaceFilter::parse("eth0,,eth1").is_err());
+        assert!(InterfaceFilter::parse("a/b").is_err());
+        assert!(InterfaceFilter::parse("0123456789abcdef").is_err());
+    }
+
+    #[test]
+    fn glob_edge_cases() {
+        assert!(glob_match(b"*", b""));
+        assert!(glob_match(b"a*b*c", b"aXXbYYc"));
+        assert!(!glob_match(b"a*b*c", b"aXXbYY"));
+        assert!(glob_match(b"**", b"anything"));
+        // Pathological pattern stays fast.
+        let s = vec![b'a'; 4000];
+        assert!(!glob_match(b"*a*a*a*a*a*a*b", &s));
+    }
+}

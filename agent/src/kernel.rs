@@ -1,0 +1,55 @@
+//! The running kernel's version, for feature fallbacks and clear errors.
+
+use std::fmt;
+
+/// Major and minor version of a Linux release string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KernelVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+/// Oldest kernel NetProbe supports: the BPF ring buffer arrived in 5.8.
+pub const MINIMUM: KernelVersion = KernelVersion { major: 5, minor: 8 };
+
+impl KernelVersion {
+    /// Parses `6.1.0-27-arm64`, `5.10.0`, `6.18.44-fc`.
+    pub fn parse(release: &str) -> Option<KernelVersion> {
+        let mut it = release.split(|c: char| !c.is_ascii_digit());
+        let major = it.next()?.parse().ok()?;
+        let minor = it.next()?.parse().ok()?;
+        Some(KernelVersion { major, minor })
+    }
+
+    /// The running kernel; 0.0 when it cannot be read, so that every
+    /// feature check falls back to the oldest method.
+    pub fn current() -> KernelVersion {
+        KernelVersion::parse(&crate::netif::kernel_release()).unwrap_or(KernelVersion { major: 0, minor: 0 })
+    }
+
+    pub fn at_least(&self, major: u32, minor: u32) -> bool {
+        *self >= KernelVersion { major, minor }
+    }
+}
+
+impl fmt::Display for KernelVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_releases() {
+        assert_eq!(KernelVersion::parse("6.1.0-27-arm64"), Some(KernelVersion { major: 6, minor: 1 }));
+        assert_eq!(KernelVersion::parse("6.18.44-fc-v782"), Some(KernelVersion { major: 6, minor: 18 }));
+        assert_eq!(KernelVersion::parse("5.8"), Some(KernelVersion { major: 5, minor: 8 }));
+        assert_eq!(KernelVersion::parse("garbage"), None);
+        let v = KernelVersion::parse("5.10.0").unwrap();
+        assert!(v.at_least(5, 9) && v.at_least(5, 10) && !v.at_least(6, 6));
+        assert!(KernelVersion::parse("4.19.0").unwrap() < MINIMUM);
+    }
+}

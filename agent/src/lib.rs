@@ -1,0 +1,23 @@
+//! NetProbe: eBPF network monitor. The library behind `netprobe-agent`.
+//!
+//! - [`manager::Manager`] loads the probes, attaches them to interfaces and
+//!   reads their maps.
+//! - [`collector::Collector`] reads on an interval (or [`collect_once`]),
+//!   computes rates and publishes a [`snapshot::Snapshot`].
+//! - [`http::MetricsServer`] serves the latest snapshot as Prometheus text
+//!   and JSON.
+//!
+//! [`collect_once`]: collector::Collector::collect_once
+
+pub mod abi;
+pub mod collector;
+pub mod config;
+pub mod http;
+pub mod kernel;
+pub mod manager;
+pub mod metrics;
+pub mod netif;
+pub mod probes;
+pub mod rates;
+pub mod snapshot;
+pub mod testrun;

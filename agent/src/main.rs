@@ -1,0 +1,139 @@
+//! netprobe-agent: loads the probes, attaches them, collects, serves HTTP.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use log::{error, info};
+use netprobe::collector::{Collector, CollectorConfig, Selection};
+use netprobe::config::Args;
+use netprobe::http::{MetricsServer, ServerConfig};
+use netprobe::manager::{Manager, ProbeConfig};
+use netprobe::snapshot::Published;
+use netprobe::{kernel, netif};
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// Exit codes: 0 clean stop, 1 runtime failure, 2 bad command line.
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let args = match <Args as argh::FromArgs>::from_args(&strs[..1], &strs[1..]) {
+        Ok(a) => a,
+        Err(early) => {
+            return match early.status {
+                Ok(()) => {
+                    print!("{}", early.output);
+                    ExitCode::SUCCESS
+                }
+                Err(()) => {
+                    eprintln!("netprobe-agent: {}", early.output.trim_end());
+                    eprintln!("Run netprobe-agent --help for usage.");
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+    if args.version {
+        println!("netprobe-agent {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    env_logger::Builder::new()
+        .filter_level(args.log_level)
+        .parse_default_env()
+        .format_timestamp_secs()
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(m)) => {
+            eprintln!("netprobe-agent: {m}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(m)) => {
+            error!("{m}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Failure {
+    Usage(String),
+    Runtime(String),
+}
+
+fn run(args: Args) -> Result<(), Failure> {
+    let filter = args.interface_filter().map_err(Failure::Usage)?;
+    if let Some(f) = &filter {
+        for name in f.exact_names() {
+            netif::by_name(name).map_err(|_| {
+                Failure::Usage(format!("interface '{name}' does not exist (see `ip link show`)"))
+            })?;
+        }
+    }
+    let kv = kernel::KernelVersion::current();
+    if kv < kernel::MINIMUM {
+        return Err(Failure::Runtime(format!(
+            "kernel {kv} is too old: NetProbe needs Linux {} or later (BPF ring buffer)",
+            kernel::MINIMUM
+        )));
+    }
+
+    // Bind first: a busy port fails before anything is attached.
+    let server_config =
+        ServerConfig { address: args.listen_address, port: args.metrics_port, workers: args.http_workers };
+    let mut server = MetricsServer::bind(&server_config).map_err(Failure::Runtime)?;
+
+    let manager = Manager::load(ProbeConfig::from(&args)).map_err(|e| Failure::Runtime(e.to_string()))?;
+    let selection = match filter.clone() {
+        Some(f) => Selection::Filter(f),
+        None => Selection::AllUp,
+    };
+    let published = Published::new();
+    let mut collector = Collector::new(
+        manager,
+        CollectorConfig {
+            interval: args.collect_interval,
+            selection,
+            top_flows: args.top_flows,
+            flow_idle_timeout: args.flow_idle_timeout,
+        },
+        published.clone(),
+    );
+    let failures = collector.sync_interfaces();
+    for (name, e) in &failures {
+        // An interface the operator named must work; discovered ones may not.
+        let named = filter.as_ref().is_some_and(|f| f.exact_names().any(|n| n == name));
+        if named {
+            return Err(Failure::Runtime(e.to_string()));
+        }
+        log::warn!("not watching {name}: {e}");
+    }
+    if collector.manager().attached().is_empty() {
+        log::warn!("no interface matches yet; watching for new ones every {:?}", args.collect_interval);
+    }
+    collector.collect_once().map_err(|e| Failure::Runtime(e.to_string()))?;
+
+    let stale_after = args.collect_interval * 3 + Duration::from_secs(5);
+    server.start(args.http_workers, published, stale_after);
+    info!("serving http://{}/metrics and /status", server.local_addr());
+
+    let (tx, rx) = smol::channel::bounded::<i32>(1);
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| Failure::Runtime(format!("installing signal handlers: {e}")))?;
+    let handle = signals.handle();
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _ = tx.send_blocking(sig);
+        }
+    });
+    let sig = smol::block_on(smol::future::or(
+        async {
+            collector.run().await;
+            0
+        },
+        async { rx.recv().await.unwrap_or(0) },
+    ));
+    handle.close();
+    info!("signal {sig}: detaching and exiting");
+    drop(collector); // detaches every probe and unloads the programs
+    server.shutdown();
+    Ok(())
+}

@@ -1,0 +1,450 @@
+//! Loads the probe object, attaches its programs to interfaces, and reads
+//! its maps. The one owner of every kernel object the agent creates:
+//! dropping the manager detaches and unloads everything.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use aya::maps::{HashMap, MapData, PerCpuHashMap, RingBuf};
+use aya::programs::{tc, SchedClassifier, TcAttachType, Xdp};
+use aya::{Ebpf, EbpfLoader};
+use log::{info, warn};
+
+use crate::abi::{
+    FlowKey, FlowStats, Hook, IfaceConfig, PacketStats, StatsKey, TcDeviceKey, IFACE_XDP_ATTACHED,
+};
+use crate::config::{Args, XdpMode};
+use crate::kernel::KernelVersion;
+use crate::probes;
+
+/// Sizes and tunables fixed when the probes are loaded.
+#[derive(Clone, Debug)]
+pub struct ProbeConfig {
+    pub max_flows: u32,
+    pub max_interfaces: u32,
+    pub flow_admit_rate: u64,
+    pub flow_admit_burst: u64,
+    pub ringbuf_size: u32,
+    pub xdp_mode: XdpMode,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            max_flows: 65536,
+            max_interfaces: 64,
+            flow_admit_rate: 20_000,
+            flow_admit_burst: 5_000,
+            ringbuf_size: 256 * 1024,
+            xdp_mode: XdpMode::Auto,
+        }
+    }
+}
+
+impl From<&Args> for ProbeConfig {
+    fn from(a: &Args) -> Self {
+        ProbeConfig {
+            max_flows: a.max_flows,
+            max_interfaces: a.max_interfaces,
+            flow_admit_rate: a.flow_admit_rate,
+            flow_admit_burst: a.flow_admit_burst,
+            ringbuf_size: a.ringbuf_size,
+            xdp_mode: a.xdp_mode,
+        }
+    }
+}
+
+impl ProbeConfig {
+    /// Entries of each kernel map, as created.
+    pub fn capacities(&self) -> MapCapacities {
+        MapCapacities {
+            packet_stats: self.max_interfaces * Hook::ALL.len() as u32,
+            tc_device_stats: self.max_interfaces * 4,
+            iface_config: self.max_interfaces,
+            flow_stats: self.max_flows,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapCapacities {
+    pub packet_stats: u32,
+    pub tc_device_stats: u32,
+    pub iface_config: u32,
+    pub flow_stats: u32,
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// The kernel refused the object: verifier, missing feature, or privileges.
+    Load(aya::EbpfError),
+    MissingProgram(&'static str),
+    MissingMap(&'static str),
+    Map { map: &'static str, source: aya::maps::MapError },
+    Program { program: &'static str, source: aya::programs::ProgramError },
+    Attach { interface: String, hook: Hook, source: aya::programs::ProgramError },
+    AlreadyAttached(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Load(e) => write!(
+                f,
+                "loading the probes failed: {e:#} (needs root or CAP_BPF+CAP_NET_ADMIN+CAP_PERFMON, and Linux 5.8 or later)"
+            ),
+            Error::MissingProgram(p) => write!(f, "probe object has no program {p}"),
+            Error::MissingMap(m) => write!(f, "probe object has no map {m}"),
+            Error::Map { map, source } => write!(f, "map {map}: {source}"),
+            Error::Program { program, source } => write!(f, "program {program}: {source}"),
+            Error::Attach { interface, hook, source } => {
+                write!(f, "attaching {} to {interface} failed: {source}", hook.name())?;
+                if let aya::programs::ProgramError::SyscallError(e) = source {
+                    write!(f, " ({})", e.io_error)?;
+                }
+                Ok(())
+            }
+            Error::AlreadyAttached(i) => write!(f, "{i} is already attached"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// How one hook is attached on one interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookAttachment {
+    pub hook: Hook,
+    /// `native` or `generic` for XDP; `tcx` or `clsact` for TC.
+    pub mode: &'static str,
+    /// `bpf_link` or `netlink`.
+    pub method: &'static str,
+    pub program_id: u32,
+}
+
+#[derive(Debug)]
+enum LinkId {
+    Xdp(aya::programs::xdp::XdpLinkId),
+    Tc(&'static str, aya::programs::tc::SchedClassifierLinkId),
+}
+
+/// What is attached on one interface.
+#[derive(Debug)]
+pub struct Attached {
+    pub ifindex: u32,
+    pub hooks: Vec<HookAttachment>,
+    links: Vec<LinkId>,
+}
+
+/// Loaded probes and what they are attached to.
+pub struct Manager {
+    bpf: Ebpf,
+    packet_stats: PerCpuHashMap<MapData, StatsKey, PacketStats>,
+    flow_stats: HashMap<MapData, FlowKey, FlowStats>,
+    tc_device_stats: PerCpuHashMap<MapData, TcDeviceKey, u64>,
+    iface_config: HashMap<MapData, u32, IfaceConfig>,
+    events: Option<RingBuf<MapData>>,
+    attached: BTreeMap<String, Attached>,
+    config: ProbeConfig,
+    kernel: KernelVersion,
+}
+
+impl Manager {
+    /// Loads the embedded probes with `config` and verifies every program.
+    ///
+    /// # Errors
+    /// [`Error::Load`] when the kernel refuses a map or program.
+    pub fn load(config: ProbeConfig) -> Result<Manager, Error> {
+        raise_memlock_limit();
+        let kernel = KernelVersion::current();
+        let caps = config.capacities();
+        let mut bpf = EbpfLoader::new()
+            .map_max_entries(probes::MAP_PACKET_STATS, caps.packet_stats)
+            .map_max_entries(probes::MAP_TC_DEVICE_STATS, caps.tc_device_stats)
+            .map_max_entries(probes::MAP_IFACE_CONFIG, caps.iface_config)
+            .map_max_entries(probes::MAP_FLOW_STATS, caps.flow_stats)
+            .map_max_entries(probes::MAP_EVENTS, config.ringbuf_size)
+            .override_global(probes::GLOBAL_FLOW_ADMIT_RATE, &config.flow_admit_rate, true)
+            .override_global(probes::GLOBAL_FLOW_ADMIT_BURST, &config.flow_admit_burst, true)
+            .load(probes::netprobe_object())
+            .map_err(Error::Load)?;
+
+        let xdp: &mut Xdp = program(&mut bpf, probes::PROG_XDP)?;
+        xdp.load().map_err(|source| Error::Program { program: probes::PROG_XDP, source })?;
+        for name in [probes::PROG_TC_INGRESS, probes::PROG_TC_EGRESS] {
+            let p: &mut SchedClassifier = program(&mut bpf, name)?;
+            p.load().map_err(|source| Error::Program { program: name, source })?;
+        }
+
+        let packet_stats = typed_map(&mut bpf, probes::MAP_PACKET_STATS)?;
+        let flow_stats = typed_map(&mut bpf, probes::MAP_FLOW_STATS)?;
+        let tc_device_stats = typed_map(&mut bpf, probes::MAP_TC_DEVICE_STATS)?;
+        let iface_config = typed_map(&mut bpf, probes::MAP_IFACE_CONFIG)?;
+        let events = Some(typed_map(&mut bpf, probes::MAP_EVENTS)?);
+
+        if !kernel.at_least(5, 9) {
+            info!("kernel {kernel} has no bpf_link for XDP (5.9+): XDP attaches through netlink");
+        }
+        if !kernel.at_least(6, 6) {
+            info!("kernel {kernel} has no TCX (6.6+): TC probes attach as clsact filters through netlink");
+        }
+        Ok(Manager {
+            bpf,
+            packet_stats,
+            flow_stats,
+            tc_device_stats,
+            iface_config,
+            events,
+            attached: BTreeMap::new(),
+            config,
+            kernel,
+        })
+    }
+
+    pub fn config(&self) -> &ProbeConfig {
+        &self.config
+    }
+
+    /// The ring buffer the probes send events through; taken once, by the
+    /// task that drains it.
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.events.take()
+    }
+
+    /// Attaches XDP (per `xdp_mode`) and both TC hooks to `interface`.
+    /// A hook that fails is detached again with the rest, so an interface is
+    /// either fully watched or not at all; except XDP in `auto` mode, which
+    /// is skipped with a warning when the device refuses both modes (another
+    /// XDP program may own it), leaving TC ingress to count received packets.
+    ///
+    /// # Errors
+    /// [`Error::Attach`] naming the interface and hook.
+    pub fn attach(&mut self, interface: &str, ifindex: u32) -> Result<&Attached, Error> {
+        if self.attached.contains_key(interface) {
+            return Err(Error::AlreadyAttached(interface.to_string()));
+        }
+        let mut done = Attached { ifindex, hooks: Vec::new(), links: Vec::new() };
+        match self.attach_hooks(interface, ifindex, &mut done) {
+            Ok(()) => {
+                let modes: Vec<String> =
+                    done.hooks.iter().map(|h| format!("{}={}", h.hook.name(), h.mode)).collect();
+                info!("watching {interface} (ifindex {ifindex}): {}", modes.join(" "));
+                Ok(self.attached.entry(interface.to_string()).or_insert(done))
+            }
+            Err(e) => {
+                self.detach_links(interface, done);
+                Err(e)
+            }
+        }
+    }
+
+    fn attach_hooks(&mut self, interface: &str, ifindex: u32, done: &mut Attached) -> Result<(), Error> {
+        let xdp_mode = self.config.xdp_mode;
+        if xdp_mode != XdpMode::Off {
+            let xdp_method = if self.kernel.at_least(5, 9) { "bpf_link" } else { "netlink" };
+            let xdp: &mut Xdp = program(&mut self.bpf, probes::PROG_XDP)?;
+            let program_id = program_id(xdp.info(), probes::PROG_XDP)?;
+            let tries: &[(aya::programs::XdpMode, &'static str)] = match xdp_mode {
+                XdpMode::Auto => &[(aya::programs::XdpMode::Driver, "native"), (aya::programs::XdpMode::Skb, "generic")],
+                XdpMode::Native => &[(aya::programs::XdpMode::Driver, "native")],
+                _ => &[(aya::programs::XdpMode::Skb, "generic")],
+            };
+            let mut last_err = None;
+            for &(mode, name) in tries {
+                match xdp.attach_to_if_index(ifindex, mode) {
+                    Ok(id) => {
+                        done.links.push(LinkId::Xdp(id));
+                        done.hooks.push(HookAttachment { hook: Hook::Xdp, mode: name, method: xdp_method, program_id });
+                        last_err = None;
+                        break;
+                    }
+                    Err(e) => last_err = Some(e),
+                }
+            }
+            match (last_err, xdp_mode) {
+                (None, _) => {
+                    // TC ingress leaves flow accounting to XDP on this interface.
+                    let cfg = IfaceConfig { flags: IFACE_XDP_ATTACHED, pad: 0 };
+                    self.iface_config
+                        .insert(ifindex, cfg, 0)
+                        .map_err(|source| Error::Map { map: probes::MAP_IFACE_CONFIG, source })?;
+                }
+                (Some(e), XdpMode::Auto) => warn!(
+                    "XDP refused on {interface} ({}); counting its received packets with TC ingress only",
+                    Error::Attach { interface: interface.into(), hook: Hook::Xdp, source: e }
+                ),
+                (Some(source), _) => {
+                    return Err(Error::Attach { interface: interface.into(), hook: Hook::Xdp, source })
+                }
+            }
+        }
+
+        let tcx = self.kernel.at_least(6, 6);
+        if !tcx {
+            // Older kernels need the clsact qdisc; it may already be there.
+            if let Err(e) = tc::qdisc_add_clsact(interface) {
+                if !e.to_string().contains("exists") {
+                    log::debug!("adding clsact to {interface}: {e}");
+                }
+            }
+        }
+        for (hook, name, at) in [
+            (Hook::TcIngress, probes::PROG_TC_INGRESS, TcAttachType::Ingress),
+            (Hook::TcEgress, probes::PROG_TC_EGRESS, TcAttachType::Egress),
+        ] {
+            let p: &mut SchedClassifier = program(&mut self.bpf, name)?;
+            let program_id = program_id(p.info(), name)?;
+            let id = p
+                .attach(interface, at)
+                .map_err(|source| Error::Attach { interface: interface.into(), hook, source })?;
+            done.links.push(LinkId::Tc(name, id));
+            done.hooks.push(HookAttachment {
+                hook,
+                mode: if tcx { "tcx" } else { "clsact" },
+                method: if tcx { "bpf_link" } else { "netlink" },
+                program_id,
+            });
+        }
+        Ok(())
+    }
+
+    /// Detaches every hook from `interface`. Unknown names are ignored.
+    pub fn detach(&mut self, interface: &str) {
+        if let Some(a) = self.attached.remove(interface) {
+            self.detach_links(interface, a);
+        }
+    }
+
+    /// Detaches every interface.
+    pub fn detach_all(&mut self) {
+        let names: Vec<String> = self.attached.keys().cloned().collect();
+        for n in names {
+            self.detach(&n);
+        }
+    }
+
+    fn detach_links(&mut self, interface: &str, a: Attached) {
+        let _ = self.iface_config.remove(&a.ifindex);
+        for link in a.links {
+            let r = match link {
+                LinkId::Xdp(id) => program::<Xdp>(&mut self.bpf, probes::PROG_XDP)
+                    .map(|p| p.detach(id).map_err(|e| e.to_string())),
+                LinkId::Tc(name, id) => program::<SchedClassifier>(&mut self.bpf, name)
+                    .map(|p| p.detach(id).map_err(|e| e.to_string())),
+            };
+            // A vanished interface took its hooks with it: nothing to undo.
+            if let Ok(Err(e)) = r {
+                log::debug!("detaching from {interface}: {e}");
+            }
+        }
+        info!("stopped watching {interface}");
+    }
+
+    /// Interfaces attached now, by name.
+    pub fn attached(&self) -> &BTreeMap<String, Attached> {
+        &self.attached
+    }
+
+    /// packet_stats summed over CPUs, one entry per interface and hook.
+    pub fn packet_stats(&self) -> Result<Vec<(StatsKey, PacketStats)>, Error> {
+        let err = |source| Error::Map { map: probes::MAP_PACKET_STATS, source };
+        let mut out = Vec::new();
+        for item in self.packet_stats.iter() {
+            let (k, per_cpu) = item.map_err(err)?;
+            let mut sum = PacketStats::default();
+            for v in per_cpu.iter() {
+                sum.add(v);
+            }
+            out.push((k, sum));
+        }
+        Ok(out)
+    }
+
+    /// tc_device_stats summed over CPUs.
+    pub fn tc_device_stats(&self) -> Result<Vec<(TcDeviceKey, u64)>, Error> {
+        let err = |source| Error::Map { map: probes::MAP_TC_DEVICE_STATS, source };
+        let mut out = Vec::new();
+        for item in self.tc_device_stats.iter() {
+            let (k, per_cpu) = item.map_err(err)?;
+            out.push((k, per_cpu.iter().fold(0u64, |a, v| a.wrapping_add(*v))));
+        }
+        Ok(out)
+    }
+
+    /// Every flow in the table. Flows idle since before `expire_before_ns`
+    /// (boot-time clock) are removed instead of returned, so the table holds
+    /// live flows and not only what the LRU has not yet evicted.
+    pub fn flows(&mut self, expire_before_ns: u64) -> Result<Vec<(FlowKey, FlowStats)>, Error> {
+        let err = |source| Error::Map { map: probes::MAP_FLOW_STATS, source };
+        let mut live = Vec::new();
+        let mut stale = Vec::new();
+        for item in self.flow_stats.iter() {
+            match item {
+                Ok((k, v)) if v.last_seen_ns < expire_before_ns => stale.push(k),
+                Ok(kv) => live.push(kv),
+                // The LRU may evict the entry between the key walk and the read.
+                Err(aya::maps::MapError::KeyNotFound) => continue,
+                Err(e) => return Err(err(e)),
+            }
+        }
+        for k in stale {
+            let _ = self.flow_stats.remove(&k);
+        }
+        Ok(live)
+    }
+
+    /// Stops watching interfaces no longer present; returns their names.
+    pub fn forget_vanished(&mut self, present: &dyn Fn(&str, u32) -> bool) -> Vec<String> {
+        let gone: Vec<String> = self
+            .attached
+            .iter()
+            .filter(|(n, a)| !present(n, a.ifindex))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in &gone {
+            self.detach(n);
+        }
+        gone
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}
+
+fn program<'a, T>(bpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, Error>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program>,
+{
+    bpf.program_mut(name)
+        .ok_or(Error::MissingProgram(name))?
+        .try_into()
+        .map_err(|_| Error::MissingProgram(name))
+}
+
+fn typed_map<T>(bpf: &mut Ebpf, name: &'static str) -> Result<T, Error>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = bpf.take_map(name).ok_or(Error::MissingMap(name))?;
+    T::try_from(map).map_err(|source| Error::Map { map: name, source })
+}
+
+fn program_id(
+    info: Result<aya::programs::ProgramInfo, aya::programs::ProgramError>,
+    program: &'static str,
+) -> Result<u32, Error> {
+    info.map(|i| i.id()).map_err(|source| Error::Program { program, source })
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it so map
+/// sizes are bounded by the flags, not by a 64 KiB default.
+fn raise_memlock_limit() {
+    let rl = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall with a valid pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rl) } != 0 {
+        log::debug!("setrlimit(RLIMIT_MEMLOCK): {}", std::io::Error::last_os_error());
+    }
+}
