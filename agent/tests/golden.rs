@@ -1,0 +1,136 @@
+//! Rendering against golden files: a fixed snapshot must render to exactly
+//! `tests/golden/metrics.prom` and `tests/golden/status.json`.
+//! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites them after an
+//! intended change; review the diff.
+
+use std::path::PathBuf;
+
+use netprobe::abi::{Counter, PacketStats};
+use netprobe::snapshot::{
+    CollectionInfo, EventCounters, FlowEntry, FlowTable, HookInfo, InterfaceSnapshot, MapFill, Rates, Snapshot,
+};
+
+fn stats(seed: u64) -> PacketStats {
+    let mut s = PacketStats { total: Counter { packets: 100 * seed, bytes: 64_000 * seed }, ..Default::default() };
+    s.l3[0][0] = Counter { packets: 60 * seed, bytes: 50_000 * seed };
+    s.l3[0][1] = Counter { packets: 20 * seed, bytes: 8_000 * seed };
+    s.l3[1][3] = Counter { packets: 10 * seed, bytes: 1_000 * seed };
+    s.non_ip = Counter { packets: 10 * seed, bytes: 5_000 * seed };
+    s.tcp_flags = [3 * seed, 2 * seed, seed, 0];
+    s.skip[4] = 10 * seed;
+    s.skip[11] = seed;
+    s.flow_miss[0] = 7;
+    s.flows_created = 4 * seed;
+    s
+}
+
+fn snapshot() -> Snapshot {
+    let hook = |h: &'static str, mode: &'static str, id| HookInfo {
+        hook: h,
+        mode,
+        method: "bpf_link",
+        program_id: id,
+    };
+    let eth0 = InterfaceSnapshot {
+        name: "eth0".into(),
+        ifindex: 2,
+        hooks: vec![hook("xdp", "native", 11), hook("tc_ingress", "tcx", 12), hook("tc_egress", "tcx", 13)],
+        rx_source: "xdp",
+        rx: Counter { packets: 100, bytes: 64_000 },
+        tx: Counter { packets: 300, bytes: 192_000 },
+        rates: Rates { rx_packets: 20.0, tx_packets: 60.0, rx_bytes: 12_800.0, tx_bytes: 38_400.5 },
+        per_hook: vec![("xdp", stats(1)), ("tc_ingress", stats(1)), ("tc_egress", stats(3))],
+    };
+    let wan = InterfaceSnapshot {
+        name: "wan\"0".into(),
+        ifindex: 3,
+        hooks: vec![hook("tc_ingress", "clsact", 12), hook("tc_egress", "clsact", 13)],
+        rx_source: "tc_ingress",
+        rx: Counter { packets: 200, bytes: 128_000 },
+        tx: Counter::default(),
+        rates: Rates::default(),
+        per_hook: vec![("tc_ingress", stats(2)), ("tc_egress", PacketStats::default())],
+    };
+    Snapshot {
+        version: "0.0.0-golden",
+        arch: "x86_64",
+        kernel_release: "6.1.0-27-amd64".into(),
+        started_at: 1_700_000_000.0,
+        uptime_seconds: 42.5,
+        collection: CollectionInfo {
+            interval_seconds: 5.0,
+            last_collection: 1_700_000_042.5,
+            duration_seconds: 0.000_75,
+            collections_total: 9,
+            errors_total: 1,
+            last_error: None,
+        },
+        interfaces: vec![eth0, wan],
+        maps: vec![
+            MapFill { name: "packet_stats", entries: 5, capacity: 192 },
+            MapFill { name: "flow_stats", entries: 2, capacity: 65536 },
+        ],
+        flow_table: FlowTable {
+            entries: 2,
+            capacity: 65536,
+            top: vec![FlowEntry {
+                interface: "eth0".into(),
+                family: "ipv6",
+                protocol: "tcp".into(),
+                src: "2001:db8::1".into(),
+                src_port: 443,
+                dst: "2001:db8::2".into(),
+                dst_port: 50000,
+                rx_packets: 10,
+                rx_bytes: 1000,
+                tx_packets: 12,
+                tx_bytes: 15000,
+                age_seconds: 3.5,
+                idle_seconds: 0.25,
+            }],
+        },
+        events: EventCounters { received_total: 3, flow_admission_limited_total: 3 },
+    }
+}
+
+fn check(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 creates it)", path.display()));
+    if expected != actual {
+        let line = expected.lines().zip(actual.lines()).position(|(a, b)| a != b);
+        panic!(
+            "{name} differs from the golden file (first differing line: {:?}); \
+             UPDATE_GOLDEN=1 cargo test --test golden rewrites it\n--- actual ---\n{actual}",
+            line.map(|l| l + 1)
+        );
+    }
+}
+
+#[test]
+fn metrics_match_golden() {
+    check("metrics.prom", &netprobe::metrics::render(&snapshot()));
+}
+
+#[test]
+fn status_matches_golden() {
+    check("status.json", &(serde_json::to_string_pretty(&snapshot()).unwrap() + "\n"));
+}
+
+#[test]
+fn no_address_or_port_in_metric_labels() {
+    let m = netprobe::metrics::render(&snapshot());
+    let labels: String = m
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| Some(&l[l.find('{')?..=l.rfind('}')?]))
+        .collect();
+    assert!(!labels.is_empty());
+    for bad in ["2001:db8", "443", "50000"] {
+        assert!(!labels.contains(bad), "{bad} leaked into /metrics labels");
+    }
+}
