@@ -16,7 +16,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let args = match <Args as argh::FromArgs>::from_args(&strs[..1], &strs[1..]) {
+    let args = match <Args as argh::FromArgs>::from_args(&["netprobe-agent"], &strs[1..]) {
         Ok(a) => a,
         Err(early) => {
             return match early.status {

@@ -244,8 +244,12 @@ impl Manager {
             let xdp_method = if self.kernel.at_least(5, 9) { "bpf_link" } else { "netlink" };
             let xdp: &mut Xdp = program(&mut self.bpf, probes::PROG_XDP)?;
             let program_id = program_id(xdp.info(), probes::PROG_XDP)?;
+            let native_first = xdp_mode == XdpMode::Auto && !prefers_generic_xdp(interface);
             let tries: &[(aya::programs::XdpMode, &'static str)] = match xdp_mode {
-                XdpMode::Auto => &[(aya::programs::XdpMode::Driver, "native"), (aya::programs::XdpMode::Skb, "generic")],
+                XdpMode::Auto if native_first => {
+                    &[(aya::programs::XdpMode::Driver, "native"), (aya::programs::XdpMode::Skb, "generic")]
+                }
+                XdpMode::Auto => &[(aya::programs::XdpMode::Skb, "generic")],
                 XdpMode::Native => &[(aya::programs::XdpMode::Driver, "native")],
                 _ => &[(aya::programs::XdpMode::Skb, "generic")],
             };
@@ -411,6 +415,20 @@ impl Manager {
 impl Drop for Manager {
     fn drop(&mut self) {
         self.detach_all();
+    }
+}
+
+/// Drivers on which `auto` picks generic XDP although native works: native
+/// XDP on veth moves the receive path to NAPI and turns off GSO on the
+/// peer, which cuts TCP throughput through the pair; a monitor must not
+/// change the datapath it watches. Generic XDP leaves offloads alone.
+fn prefers_generic_xdp(interface: &str) -> bool {
+    match crate::netif::driver(interface).as_deref() {
+        Some("veth") => {
+            info!("{interface} is a veth: auto mode uses generic XDP (native XDP on veth disables the peer's GSO)");
+            true
+        }
+        _ => false,
     }
 }
 

@@ -84,6 +84,57 @@ fn invalid(p: &Path, s: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("{}: unexpected '{s}'", p.display()))
 }
 
+/// The driver behind an interface (`veth`, `virtio_net`, `e1000e`, ...), as
+/// `ethtool -i` reports it; `None` if the device does not say.
+pub fn driver(name: &str) -> Option<String> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GDRVINFO: u32 = 0x3;
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        version: [u8; 32],
+        fw_version: [u8; 32],
+        bus_info: [u8; 32],
+        erom_version: [u8; 32],
+        reserved2: [u8; 12],
+        n_priv_flags: u32,
+        n_stats: u32,
+        testinfo_len: u32,
+        eedump_len: u32,
+        regdump_len: u32,
+    }
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; libc::IFNAMSIZ],
+        data: *mut DrvInfo,
+        pad: [u8; 16],
+    }
+    if name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    // SAFETY: all-zero is valid for these plain structs.
+    let mut info: DrvInfo = unsafe { std::mem::zeroed() };
+    info.cmd = ETHTOOL_GDRVINFO;
+    let mut req = IfReq { name: [0; libc::IFNAMSIZ], data: &mut info, pad: [0; 16] };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: a datagram socket for the ioctl, closed below; `req` and
+    // `info` outlive the call.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let rc = libc::ioctl(fd, SIOCETHTOOL as _, &mut req);
+        libc::close(fd);
+        if rc != 0 {
+            return None;
+        }
+    }
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(info.driver.len());
+    Some(String::from_utf8_lossy(&info.driver[..end]).into_owned()).filter(|s| !s.is_empty())
+}
+
 /// The running kernel's release string (`uname -r`).
 pub fn kernel_release() -> String {
     fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -102,5 +153,6 @@ mod tests {
         assert!(lo.loopback);
         assert_eq!(lo.ifindex, 1);
         assert!(by_name("no-such-if0").is_err());
+        assert_eq!(driver("no-such-if0"), None);
     }
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test tier, as root, on a fresh machine:
+#   1. build/deps.sh installs what the tests need (clang, bpftool, promtool, ...)
+#   2. the committed probe objects must equal a fresh build (build/probes.sh --check)
+#   3. cargo test: unit tests, golden files, and kernel tests (the real probes
+#      through BPF_PROG_TEST_RUN)
+#   4. build/e2e.sh: the agent binary on a veth pair between two namespaces
+#   5. a short benchmark run, so the bench keeps working (figures not asserted)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ "$(id -u)" -eq 0 ] || { echo "test: FAIL: run as root: the kernel and end-to-end tiers load BPF programs" >&2; exit 1; }
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "dependencies"
+bash build/deps.sh
+
+step "probe objects match their sources"
+bash build/probes.sh --check
+
+step "cargo test (unit, golden, kernel)"
+cargo test --locked --all-targets
+
+step "end to end"
+cargo build --locked --release --bin netprobe-agent
+bash build/e2e.sh target/release/netprobe-agent
+
+step "benchmark smoke run"
+cargo run --locked --release --bin netprobe-bench -- --quick
+
+echo
+echo "test: all tiers passed"
