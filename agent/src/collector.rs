@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, warn};
 
-use crate::abi::{Counter, FlowKey, FlowStats, Hook, PacketStats, FAMILY_IPV4};
+use crate::abi::{Counter, FlowKey, FlowStats, Hook, FAMILY_IPV4};
 use crate::config::InterfaceFilter;
 use crate::manager::{Error, Manager};
 use crate::snapshot::{
@@ -169,24 +169,20 @@ impl Collector {
     fn read(&mut self) -> Result<Snapshot, Error> {
         let now = Instant::now();
         let wall = unix_seconds(SystemTime::now());
-        let stats = self.manager.packet_stats()?;
+        let stats = self.manager.network_stats()?;
+        let stats_entries = self.manager.packet_stats_entries();
         let tc_entries = self.manager.tc_device_stats()?.len() as u64;
         let boot_now = boottime_ns();
         let idle_ns = self.config.flow_idle_timeout.as_nanos() as u64;
         let flows = self.manager.flows(boot_now.saturating_sub(idle_ns))?;
 
-        let by_key: HashMap<(u32, u32), PacketStats> =
-            stats.iter().map(|(k, v)| ((k.ifindex, k.hook), *v)).collect();
         let mut names: HashMap<u32, String> = HashMap::new();
         let mut interfaces = Vec::new();
-        for (name, att) in self.manager.attached() {
-            names.insert(att.ifindex, name.clone());
-            let get = |h: Hook| by_key.get(&(att.ifindex, h as u32)).copied().unwrap_or_default();
-            let has_xdp = att.hooks.iter().any(|h| h.hook == Hook::Xdp);
-            let rx_hook = if has_xdp { Hook::Xdp } else { Hook::TcIngress };
-            let rx = get(rx_hook).total;
-            let tx = get(Hook::TcEgress).total;
-            let rates = match self.previous.get(name) {
+        for st in stats {
+            let att = &self.manager.attached()[&st.interface];
+            names.insert(st.ifindex, st.interface.clone());
+            let (rx, tx) = (st.rx, st.tx);
+            let rates = match self.previous.get(&st.interface) {
                 Some((t, prx, ptx)) => {
                     let dt = now - *t;
                     Rates {
@@ -198,20 +194,20 @@ impl Collector {
                 }
                 None => Rates::default(),
             };
-            self.previous.insert(name.clone(), (now, rx, tx));
+            self.previous.insert(st.interface.clone(), (now, rx, tx));
             interfaces.push(InterfaceSnapshot {
-                name: name.clone(),
-                ifindex: att.ifindex,
                 hooks: att
                     .hooks
                     .iter()
                     .map(|h| HookInfo { hook: h.hook.name(), mode: h.mode, method: h.method, program_id: h.program_id })
                     .collect(),
-                rx_source: rx_hook.name(),
+                rx_source: st.rx_source.name(),
                 rx,
                 tx,
                 rates,
-                per_hook: att.hooks.iter().map(|h| (h.hook.name(), get(h.hook))).collect(),
+                per_hook: st.per_hook.iter().map(|(h, p)| (h.name(), *p)).collect(),
+                name: st.interface,
+                ifindex: st.ifindex,
             });
         }
 
@@ -234,7 +230,7 @@ impl Collector {
             },
             interfaces,
             maps: vec![
-                MapFill { name: probes::MAP_PACKET_STATS, entries: stats.len() as u64, capacity: caps.packet_stats.into() },
+                MapFill { name: probes::MAP_PACKET_STATS, entries: stats_entries, capacity: caps.packet_stats.into() },
                 MapFill { name: probes::MAP_FLOW_STATS, entries: flow_entries, capacity: caps.flow_stats.into() },
                 MapFill { name: probes::MAP_TC_DEVICE_STATS, entries: tc_entries, capacity: caps.tc_device_stats.into() },
                 MapFill {

@@ -11,7 +11,7 @@ use aya::{Ebpf, EbpfLoader};
 use log::{info, warn};
 
 use crate::abi::{
-    FlowKey, FlowStats, Hook, IfaceConfig, PacketStats, StatsKey, TcDeviceKey, IFACE_XDP_ATTACHED,
+    Counter, FlowKey, FlowStats, Hook, IfaceConfig, PacketStats, StatsKey, TcDeviceKey, IFACE_XDP_ATTACHED,
 };
 use crate::config::{Args, XdpMode};
 use crate::kernel::KernelVersion;
@@ -110,6 +110,18 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// What one interface received and sent, per the probes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkStats {
+    pub interface: String,
+    pub ifindex: u32,
+    /// The hook whose counters are `rx`: XDP where attached, else TC ingress.
+    pub rx_source: Hook,
+    pub rx: Counter,
+    pub tx: Counter,
+    pub per_hook: Vec<(Hook, PacketStats)>,
+}
 
 /// How one hook is attached on one interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -341,6 +353,18 @@ impl Manager {
                 log::debug!("detaching from {interface}: {e}");
             }
         }
+        // Its counters go too, so interfaces that come and go cannot fill
+        // the maps (--max-interfaces bounds the live ones).
+        let stats: Vec<StatsKey> =
+            self.packet_stats.keys().filter_map(Result::ok).filter(|k| k.ifindex == a.ifindex).collect();
+        for k in stats {
+            let _ = self.packet_stats.remove(&k);
+        }
+        let dev: Vec<TcDeviceKey> =
+            self.tc_device_stats.keys().filter_map(Result::ok).filter(|k| k.ifindex == a.ifindex).collect();
+        for k in dev {
+            let _ = self.tc_device_stats.remove(&k);
+        }
         info!("stopped watching {interface}");
     }
 
@@ -362,6 +386,37 @@ impl Manager {
             out.push((k, sum));
         }
         Ok(out)
+    }
+
+    /// Counters of every attached interface: what the kernel maps say it
+    /// received and sent, and the full counters of each hook.
+    pub fn network_stats(&self) -> Result<Vec<NetworkStats>, Error> {
+        let by_key: std::collections::HashMap<(u32, u32), PacketStats> =
+            self.packet_stats()?.into_iter().map(|(k, v)| ((k.ifindex, k.hook), v)).collect();
+        Ok(self
+            .attached
+            .iter()
+            .map(|(name, a)| {
+                let get = |h: Hook| by_key.get(&(a.ifindex, h as u32)).copied().unwrap_or_default();
+                // XDP sees every received frame, before GRO merges them.
+                let rx_source =
+                    if a.hooks.iter().any(|h| h.hook == Hook::Xdp) { Hook::Xdp } else { Hook::TcIngress };
+                NetworkStats {
+                    interface: name.clone(),
+                    ifindex: a.ifindex,
+                    rx_source,
+                    rx: get(rx_source).total,
+                    tx: get(Hook::TcEgress).total,
+                    per_hook: a.hooks.iter().map(|h| (h.hook, get(h.hook))).collect(),
+                }
+            })
+            .collect())
+    }
+
+    /// Entries in packet_stats (all interfaces, including detached ones
+    /// not yet cleaned up).
+    pub fn packet_stats_entries(&self) -> u64 {
+        self.packet_stats.keys().filter(|k| k.is_ok()).count() as u64
     }
 
     /// tc_device_stats summed over CPUs.
