@@ -221,8 +221,13 @@ pub struct IfaceConfig {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Admission {
+    /// In 1e-9 tokens: one token is 1_000_000_000.
     pub tokens: u64,
     pub last_refill_ns: u64,
+    /// Refusals not yet reported in an event.
+    pub refused: u64,
+    /// When this CPU last tried to emit an event.
+    pub last_event_ns: u64,
 }
 
 /// `enum np_event_type`
@@ -266,5 +271,5 @@ const _: () = assert!(size_of::<TcDeviceKey>() == 12);
 const _: () = assert!(size_of::<FlowKey>() == 44);
 const _: () = assert!(size_of::<FlowStats>() == 56);
 const _: () = assert!(size_of::<IfaceConfig>() == 8);
-const _: () = assert!(size_of::<Admission>() == 16);
+const _: () = assert!(size_of::<Admission>() == 32);
 const _: () = assert!(size_of::<Event>() == 24);

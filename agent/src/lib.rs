@@ -17,6 +17,7 @@ pub mod kernel;
 pub mod manager;
 pub mod metrics;
 pub mod netif;
+pub mod packet;
 pub mod probes;
 pub mod rates;
 pub mod snapshot;

@@ -57,7 +57,7 @@ enum np_tcp_flag {
 /*
  * Why the parser stopped early. The packet always passes; the reason is
  * counted. NP_SKIP_NONE is never counted (the full parse succeeded).
- * Keep in step with abi.rs SkipReason::ALL (metric label values).
+ * Keep in step with abi.rs SKIP_NAMES and abi::skip (metric label values).
  */
 enum np_skip {
 	NP_SKIP_NONE = 0,
@@ -95,7 +95,15 @@ struct np_stats_key {
 	__u32 hook; /* enum np_hook */
 };
 
-/* packet_stats value (per CPU; the agent sums the CPUs). */
+/*
+ * packet_stats value (per CPU; the agent sums the CPUs).
+ * Each packet lands in exactly one of: l3[][] (the IP header parsed), non_ip,
+ * or skip[] under a reason met before the IP header parsed (SHORT_ETH,
+ * SHORT_VLAN, VLAN_DEPTH, SHORT_IPV4, BAD_IHL, BAD_VERSION, SHORT_IPV6).
+ * The later reasons (SHORT_EXTHDR, EXTHDR_CHAIN, FRAGMENT, SHORT_L4,
+ * BAD_TCP_DOFF) count packets that are also in l3[][]: those have a flow
+ * entry with ports 0, and an IPv6 chain cut short is l4 OTHER.
+ */
 struct np_packet_stats {
 	struct np_counter total;                            /* every packet the hook saw */
 	struct np_counter l3[NP_FAMILY_MAX][NP_L4_MAX];     /* parsed IP packets */
@@ -139,7 +147,11 @@ struct np_flow_key {
 	__u8 pad[2];
 };
 
-/* flow_stats value. Timestamps: bpf_ktime_get_boot_ns(). */
+/*
+ * flow_stats value. Timestamps: boot-time ns (bpf_ktime_get_boot_ns()), read
+ * at most once per jiffy per CPU (probes/include/clock.h): they may trail the
+ * exact clock by one jiffy.
+ */
 struct np_flow_stats {
 	struct np_counter rx; /* XDP, or TC ingress where XDP is not attached */
 	struct np_counter tx; /* TC egress */
@@ -160,10 +172,16 @@ struct np_iface_config {
 	__u32 pad;
 };
 
-/* Per-CPU token bucket that admits new flows (admission_state map). */
+/*
+ * Per-CPU token bucket that admits new flows (admission_state map), plus
+ * the rate limiter of NP_EVENT_FLOW_ADMISSION_LIMITED. Probe-private state;
+ * the agent may read it for debugging.
+ */
 struct np_admission {
-	__u64 tokens;
-	__u64 last_refill_ns;
+	__u64 tokens;         /* in 1e-9 tokens: one token = 1000000000 */
+	__u64 last_refill_ns; /* boot-time ns of the last refill (as flow timestamps) */
+	__u64 refused;        /* refusals not yet reported in an event */
+	__u64 last_event_ns;  /* when this CPU last tried to emit an event */
 };
 
 /* Ring-buffer events, probe to agent. Every event starts with this. */
@@ -175,7 +193,7 @@ enum np_event_type {
 struct np_event {
 	__u32 type;    /* enum np_event_type */
 	__u32 ifindex;
-	__u64 timestamp_ns; /* bpf_ktime_get_boot_ns() */
+	__u64 timestamp_ns; /* boot-time ns, as flow timestamps */
 	__u64 value;        /* type-specific: packets refused since the last event */
 };
 
@@ -186,7 +204,7 @@ _Static_assert(sizeof(struct np_tc_device_key) == 12, "np_tc_device_key");
 _Static_assert(sizeof(struct np_flow_key) == 44, "np_flow_key");
 _Static_assert(sizeof(struct np_flow_stats) == 56, "np_flow_stats");
 _Static_assert(sizeof(struct np_iface_config) == 8, "np_iface_config");
-_Static_assert(sizeof(struct np_admission) == 16, "np_admission");
+_Static_assert(sizeof(struct np_admission) == 32, "np_admission");
 _Static_assert(sizeof(struct np_event) == 24, "np_event");
 
 #endif /* NETPROBE_H */

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what building the probes and every test tier need, from Debian's
+# packages (Debian 12): a new machine has none of it. Idempotent and quiet:
+# apt runs only when a package is missing.
+set -euo pipefail
+
+packages=(
+	clang-14       # compiles probes/*.bpf.c (build/probes.sh)
+	llvm-14        # llvm-strip-14 (build/probes.sh)
+	libbpf-dev     # <bpf/bpf_helpers.h>, <bpf/bpf_endian.h>
+	linux-libc-dev # <linux/*.h> uapi headers
+	bpftool        # e2e: checks nothing is left loaded
+	iproute2       # e2e: ip netns, veth, tc
+	iputils-ping   # e2e traffic
+	iperf3         # e2e traffic (bounded TCP and UDP)
+	curl           # e2e scrapes
+	prometheus     # promtool check metrics
+	python3        # e2e: /status JSON checks
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing+=("$p")
+	fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+	SUDO=
+	[ "$(id -u)" -eq 0 ] || SUDO=sudo
+	echo "deps: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -qq
+	# --no-install-recommends keeps prometheus from pulling in a web stack.
+	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

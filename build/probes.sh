@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Compiles every probes/*.bpf.c into probes/*.bpf.o. The objects are
+# committed: the agent embeds them, so a plain `cargo build` needs no clang.
+#
+#   build/probes.sh          rebuild the objects in place
+#   build/probes.sh --check  rebuild into a temp dir; fail, naming the file,
+#                            if a committed object is missing or differs
+#
+# Output does not depend on the checkout path (prefix maps) and carries BTF
+# but no DWARF (llvm-strip -g keeps .BTF and .BTF.ext).
+# -mcpu=v3 (ALU32, JMP32) needs kernel 5.1+; the probes need 5.8 anyway.
+set -euo pipefail
+
+CLANG=${CLANG:-clang-14}
+LLVM_STRIP=${LLVM_STRIP:-llvm-strip-14}
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+for tool in "$CLANG" "$LLVM_STRIP"; do
+	if ! command -v "$tool" >/dev/null; then
+		echo "build/probes.sh: $tool not found; run build/deps.sh (Debian: clang-14, llvm-14)" >&2
+		exit 2
+	fi
+done
+
+# Debian keeps <asm/types.h> under the multiarch directory, which a
+# -target bpfel compile does not search.
+multiarch=$("$CLANG" -print-multiarch)
+
+compile() { # compile SRC OUT
+	"$CLANG" -O2 -g -target bpfel -mcpu=v3 -Wall -Werror \
+		-I probes/include -idirafter "/usr/include/$multiarch" \
+		-ffile-prefix-map="$root=." -fdebug-prefix-map="$root=." \
+		-c "$1" -o "$2"
+	"$LLVM_STRIP" -g "$2"
+}
+
+shopt -s nullglob
+sources=(probes/*.bpf.c)
+if [ ${#sources[@]} -eq 0 ]; then
+	echo "build/probes.sh: no probes/*.bpf.c" >&2
+	exit 2
+fi
+
+case "${1:-}" in
+"")
+	for src in "${sources[@]}"; do
+		out=${src%.c}.o
+		tmp=$out.tmp
+		compile "$src" "$tmp"
+		mv "$tmp" "$out"
+		echo "built $out"
+	done
+	;;
+--check)
+	tmpdir=$(mktemp -d)
+	trap 'rm -rf "$tmpdir"' EXIT
+	stale=0
+	for src in "${sources[@]}"; do
+		out=${src%.c}.o
+		fresh=$tmpdir/$(basename "$out")
+		compile "$src" "$fresh"
+		if [ ! -f "$out" ]; then
+			echo "build/probes.sh --check: $out is missing: run build/probes.sh and commit it" >&2
+			stale=1
+		elif ! cmp -s "$fresh" "$out"; then
+			echo "build/probes.sh --check: $out differs from a fresh build of $src: run build/probes.sh and commit it" >&2
+			stale=1
+		fi
+	done
+	for obj in probes/*.bpf.o; do
+		if [ ! -f "${obj%.o}.c" ]; then
+			echo "build/probes.sh --check: $obj has no source ${obj%.o}.c: remove it" >&2
+			stale=1
+		fi
+	done
+	[ "$stale" -eq 0 ] && echo "probes up to date (${#sources[@]} objects)"
+	exit "$stale"
+	;;
+*)
+	echo "usage: build/probes.sh [--check]" >&2
+	exit 2
+	;;
+esac

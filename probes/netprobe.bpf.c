@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+/*
+ * NetProbe probes: XDP, TC ingress and TC egress. Each counts every packet
+ * in packet_stats, attributes parsed IP packets to flow_stats, and always
+ * lets the packet go on (XDP_PASS, TC_ACT_UNSPEC): a monitor fails open.
+ *
+ * Kernel floor: 5.8 (ring buffer, bpf_ktime_get_boot_ns; bpf_jiffies64 is
+ * 5.5). Flow timestamps come from a per-CPU clock read once per jiffy
+ * (clock.h), so they may trail the exact boot clock by one jiffy. Built with
+ * -mcpu=v3 (ALU32/JMP32, 5.1+); the only atomics are plain fetch-and-add
+ * whose result is unused (BPF_XADD, every kernel).
+ *
+ * TC and non-linear skbs: the TC probes parse what is in the linear area
+ * (skb->data..data_end) and do not call bpf_skb_pull_data. A pull may
+ * reallocate or unclone the head (egress TCP skbs are clones kept for
+ * retransmit), costs far more than the parse and invalidates every packet
+ * pointer. The stack and drivers keep headers linear (GRO and
+ * eth_get_headlen pull them), so a packet whose headers are not linear is
+ * rare; it is still counted in total with its full skb->len and under the
+ * SHORT_* reason where the linear part ends.
+ */
+#include <linux/bpf.h>
+#include <linux/errno.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+
+#include "netprobe.h"
+#include "maps.h"
+#include "parse.h"
+#include "admission.h"
+#include "clock.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+/* Initial packet_stats value: too big (376 bytes) for the 512-byte stack
+ * beside the flow key and value, so it lives in .rodata. */
+static const struct np_packet_stats np_zero_stats;
+
+/* This CPU's packet_stats entry for (ifindex, hook), created on first use. */
+static __always_inline struct np_packet_stats *np_stats_get(__u32 ifindex, __u32 hook)
+{
+	struct np_stats_key key = { .ifindex = ifindex, .hook = hook };
+	struct np_packet_stats *st;
+
+	st = bpf_map_lookup_elem(&packet_stats, &key);
+	if (st)
+		return st;
+	/* -EEXIST when another CPU won the race: the lookup finds its entry */
+	bpf_map_update_elem(&packet_stats, &key, &np_zero_stats, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&packet_stats, &key);
+}
+
+static __always_inline void np_tc_device_add(__u32 ifindex, __u32 dir, __u32 type, __u64 v)
+{
+	struct np_tc_device_key key = { .ifindex = ifindex, .direction = dir, .stat_type = type };
+	__u64 *c;
+
+	c = bpf_map_lookup_elem(&tc_device_stats, &key);
+	if (!c) {
+		/* A per-CPU insert sets this CPU's slot to v and the others to 0. */
+		if (bpf_map_update_elem(&tc_device_stats, &key, &v, BPF_NOEXIST) != -EEXIST)
+			return;
+		c = bpf_map_lookup_elem(&tc_device_stats, &key);
+		if (!c)
+			return;
+	}
+	*c += v;
+}
+
+/* Adds one packet of len bytes to the flow k (rx or tx), admitting new flows. */
+static __always_inline void np_flow_account(struct np_flow_key *k, struct np_packet_stats *st,
+					    __u64 len, __u8 flags, int tx)
+{
+	__u64 now = np_now();
+	struct np_flow_stats *v;
+	struct np_counter *c;
+
+	v = bpf_map_lookup_elem(&flow_stats, k);
+	if (!v) {
+		struct np_flow_stats nv = {
+			.first_seen_ns = now,
+			.last_seen_ns = now,
+			.tcp_flags = flags,
+		};
+		long err;
+
+		if (!np_admit(k->ifindex, now)) {
+			if (st)
+				st->flow_miss[NP_FLOW_NOT_ADMITTED]++;
+			return;
+		}
+		c = tx ? &nv.tx : &nv.rx;
+		c->packets = 1;
+		c->bytes = len;
+		err = bpf_map_update_elem(&flow_stats, k, &nv, BPF_NOEXIST);
+		if (err == 0) {
+			if (st)
+				st->flows_created++;
+			return;
+		}
+		/* -EEXIST: another CPU inserted it meanwhile; add to that entry */
+		if (err == -EEXIST)
+			v = bpf_map_lookup_elem(&flow_stats, k);
+		if (!v) {
+			if (st)
+				st->flow_miss[NP_FLOW_UPDATE_FAILED]++;
+			return;
+		}
+	}
+	c = tx ? &v->tx : &v->rx;
+	__sync_fetch_and_add(&c->packets, 1);
+	__sync_fetch_and_add(&c->bytes, len);
+	v->last_seen_ns = now;
+	/* Not atomic: BPF atomic OR needs 5.12 (floor is 5.8). Written only when
+	 * a new bit shows up, so at worst a bit set at the same instant on
+	 * another CPU is lost until the flow shows it again. */
+	if (flags & ~v->tcp_flags)
+		v->tcp_flags |= flags;
+}
+
+/* The per-packet work shared by the three programs; hook is a constant. */
+static __always_inline void np_handle(void *data, void *data_end, __u32 ifindex, __u64 len,
+				      __u32 hook)
+{
+	struct np_parse p = {};
+	struct np_flow_key k;
+	struct np_packet_stats *st;
+	__u32 skip;
+
+	__builtin_memset(&k, 0, sizeof(k));
+	k.ifindex = ifindex;
+	skip = np_parse(data, data_end, &p, &k);
+
+	st = np_stats_get(ifindex, hook);
+	if (st) {
+		st->total.packets++;
+		st->total.bytes += len;
+		if (p.l3) {
+			/* Verifier: bound the variable indices into l3[][]. */
+			if (p.family < NP_FAMILY_MAX && p.l4 < NP_L4_MAX) {
+				struct np_counter *c = &st->l3[p.family][p.l4];
+
+				c->packets++;
+				c->bytes += len;
+			}
+			if (p.tcp_flags) {
+				__u8 f = p.tcp_flags;
+
+				if (f & NP_TCPF_SYN)
+					st->tcp_flags[f & NP_TCPF_ACK ? NP_TCP_SYNACK : NP_TCP_SYN]++;
+				if (f & NP_TCPF_FIN)
+					st->tcp_flags[NP_TCP_FIN]++;
+				if (f & NP_TCPF_RST)
+					st->tcp_flags[NP_TCP_RST]++;
+			}
+		} else if (skip == NP_SKIP_NON_IP) {
+			st->non_ip.packets++;
+			st->non_ip.bytes += len;
+		}
+		/* Verifier: mask the index into skip[] (NP_SKIP_MAX is 16). */
+		if (skip != NP_SKIP_NONE)
+			st->skip[skip & (NP_SKIP_MAX - 1)]++;
+	}
+
+	if (!p.l3)
+		return;
+	if (hook == NP_HOOK_TC_INGRESS) {
+		struct np_iface_config *cfg = bpf_map_lookup_elem(&iface_config, &ifindex);
+
+		if (cfg && (cfg->flags & NP_IFACE_XDP_ATTACHED))
+			return; /* XDP already accounted this packet's flow */
+	}
+	np_flow_account(&k, st, len, p.tcp_flags, hook == NP_HOOK_TC_EGRESS);
+}
+
+SEC("xdp")
+int netprobe_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	np_handle(data, data_end, ctx->ingress_ifindex, data_end - data, NP_HOOK_XDP);
+	return XDP_PASS;
+}
+
+static __always_inline int np_tc(struct __sk_buff *skb, __u32 hook, __u32 dir)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 ifindex = skb->ifindex;
+	__u64 len = skb->len;
+
+	np_handle(data, data_end, ifindex, len, hook);
+	np_tc_device_add(ifindex, dir, NP_STAT_PACKETS, 1);
+	np_tc_device_add(ifindex, dir, NP_STAT_BYTES, len);
+	return TC_ACT_UNSPEC; /* = TCX_NEXT: the next program or the stack decides */
+}
+
+SEC("classifier")
+int netprobe_tc_ingress(struct __sk_buff *skb)
+{
+	return np_tc(skb, NP_HOOK_TC_INGRESS, NP_DIR_INGRESS);
+}
+
+SEC("classifier")
+int netprobe_tc_egress(struct __sk_buff *skb)
+{
+	return np_tc(skb, NP_HOOK_TC_EGRESS, NP_DIR_EGRESS);
+}
