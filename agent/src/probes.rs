@@ -19,6 +19,12 @@ pub fn netprobe_object() -> &'static [u8] {
     include_object!("netprobe.bpf.o")
 }
 
+/// Empty XDP and TC programs (`probes/bench_empty.bpf.c`): the benchmark's
+/// baseline, measured in the same run.
+pub fn bench_empty_object() -> &'static [u8] {
+    include_object!("bench_empty.bpf.o")
+}
+
 /// Program names in the object (the kernel keeps the first 15 bytes).
 pub const PROG_XDP: &str = "netprobe_xdp";
 pub const PROG_TC_INGRESS: &str = "netprobe_tc_ingress";

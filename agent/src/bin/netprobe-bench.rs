@@ -59,14 +59,6 @@ struct Args {
     quick: bool,
 }
 
-/// bench_empty.bpf.o, aligned like probes.rs does for the ELF parser.
-#[repr(C, align(8))]
-struct Aligned<B: ?Sized>(B);
-static BENCH_EMPTY: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../probes/bench_empty.bpf.o"
-)));
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Xdp,
@@ -259,7 +251,7 @@ fn run(args: &Args) -> Result<(), String> {
         .collect();
 
     let empty = load(
-        &BENCH_EMPTY.0,
+        probes::bench_empty_object(),
         &[("bench_empty_xdp", Kind::Xdp), ("bench_empty_tc", Kind::Tc)],
         None,
     )?;
