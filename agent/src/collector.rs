@@ -12,7 +12,8 @@ use crate::abi::{Counter, FlowKey, FlowStats, Hook, FAMILY_IPV4};
 use crate::config::InterfaceFilter;
 use crate::manager::{Error, Manager};
 use crate::snapshot::{
-    CollectionInfo, EventCounters, FlowEntry, FlowTable, HookInfo, InterfaceSnapshot, MapFill, Published,
+    CollectionInfo, EventCounters, FlowEntry, FlowTable, HookInfo, InterfaceChange, InterfaceSnapshot, MapFill,
+    Published,
     Rates, Rendered, Snapshot,
 };
 use crate::{metrics, netif, probes, rates};
@@ -69,7 +70,11 @@ pub struct Collector {
     collections: u64,
     errors: u64,
     events: EventCounters,
+    changes: std::collections::VecDeque<InterfaceChange>,
 }
+
+/// Interface changes /status keeps.
+const MAX_CHANGES: usize = 32;
 
 impl Collector {
     pub fn new(manager: Manager, config: CollectorConfig, published: Arc<Published>) -> Collector {
@@ -84,6 +89,7 @@ impl Collector {
             collections: 0,
             errors: 0,
             events: EventCounters::default(),
+            changes: std::collections::VecDeque::new(),
         }
     }
 
@@ -115,22 +121,39 @@ impl Collector {
             }
         };
         let index: HashMap<&str, u32> = present.iter().map(|i| (i.name.as_str(), i.ifindex)).collect();
+        let before: HashMap<String, u32> =
+            self.manager.attached().iter().map(|(n, a)| (n.clone(), a.ifindex)).collect();
         for gone in self.manager.forget_vanished(&|n, ifx| index.get(n) == Some(&ifx)) {
             self.previous.remove(&gone);
+            let ifindex = before.get(&gone).copied().unwrap_or(0);
+            self.record_change(&gone, ifindex, "vanished", None);
         }
         self.refused.retain(|(n, ifx)| index.get(n.as_str()) == Some(ifx));
         let mut failures = Vec::new();
-        for i in present.iter().filter(|i| self.config.selection.wants(i)) {
+        let wanted: Vec<&netif::Interface> = present.iter().filter(|i| self.config.selection.wants(i)).collect();
+        for i in wanted {
             let key = (i.name.clone(), i.ifindex);
             if self.manager.attached().contains_key(&i.name) || self.refused.contains(&key) {
                 continue;
             }
-            if let Err(e) = self.manager.attach(&i.name, i.ifindex) {
-                self.refused.insert(key);
-                failures.push((i.name.clone(), e));
+            match self.manager.attach(&i.name, i.ifindex) {
+                Ok(_) => self.record_change(&i.name, i.ifindex, "attached", None),
+                Err(e) => {
+                    self.record_change(&i.name, i.ifindex, "refused", Some(e.to_string()));
+                    self.refused.insert(key);
+                    failures.push((i.name.clone(), e));
+                }
             }
         }
         failures
+    }
+
+    fn record_change(&mut self, interface: &str, ifindex: u32, change: &'static str, error: Option<String>) {
+        if self.changes.len() == MAX_CHANGES {
+            self.changes.pop_front();
+        }
+        let at = unix_seconds(SystemTime::now());
+        self.changes.push_back(InterfaceChange { at, interface: interface.to_string(), ifindex, change, error });
     }
 
     /// Reads the maps once, publishes the snapshot and returns it.
@@ -241,6 +264,7 @@ impl Collector {
             ],
             flow_table: FlowTable { entries: flow_entries, capacity: caps.flow_stats.into(), top },
             events: self.events.clone(),
+            interface_changes: self.changes.iter().cloned().collect(),
         })
     }
 
@@ -253,8 +277,9 @@ impl Collector {
         }
     }
 
-    /// Runs until cancelled: sync interfaces and collect once per interval,
-    /// and handle ring-buffer events as they arrive, between collections.
+    /// Runs until cancelled: sync interfaces and collect once per interval;
+    /// between collections, handle ring-buffer events as they arrive and
+    /// resync interfaces as soon as netlink reports a link change.
     pub async fn run(&mut self) {
         let mut events = self.manager.take_events().and_then(|rb| match smol::Async::new(rb) {
             Ok(a) => Some(a),
@@ -263,10 +288,15 @@ impl Collector {
                 None
             }
         });
-        loop {
-            for (name, e) in self.sync_interfaces() {
-                warn!("not watching {name}: {e}");
+        let mut links = match crate::linkwatch::LinkWatcher::new().and_then(smol::Async::new) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!("no netlink link notifications ({e}): new interfaces are found every {:?}", self.config.interval);
+                None
             }
+        };
+        loop {
+            self.sync_and_report();
             if let Err(e) = self.collect_once() {
                 warn!("collection failed: {e}");
             }
@@ -274,26 +304,58 @@ impl Collector {
             loop {
                 let timer = async {
                     smol::Timer::at(deadline).await;
-                    None
+                    Wake::Timer
                 };
-                let readable = match &events {
-                    Some(ev) => smol::future::or(timer, async { Some(ev.readable().await) }).await,
-                    None => timer.await,
+                let ev = async {
+                    match &events {
+                        Some(e) => Wake::Events(e.readable().await),
+                        None => smol::future::pending().await,
+                    }
                 };
-                match readable {
-                    None => break,
-                    Some(Ok(())) => {
+                let ln = async {
+                    match &links {
+                        Some(l) => Wake::Links(l.readable().await),
+                        None => smol::future::pending().await,
+                    }
+                };
+                match smol::future::or(timer, smol::future::or(ev, ln)).await {
+                    Wake::Timer => break,
+                    Wake::Events(Ok(())) => {
                         if let Some(ev) = events.as_mut() {
                             self.drain(ev);
                         }
                     }
-                    Some(Err(e)) => {
+                    Wake::Events(Err(e)) => {
                         warn!("probe events disabled: polling the ring buffer failed: {e}");
                         events = None;
+                    }
+                    Wake::Links(Ok(())) => {
+                        if links.as_ref().is_some_and(|l| l.get_ref().drain() > 0) && self.sync_and_report() {
+                            // Publish at once so /metrics follows the change.
+                            if let Err(e) = self.collect_once() {
+                                warn!("collection failed: {e}");
+                            }
+                        }
+                    }
+                    Wake::Links(Err(e)) => {
+                        warn!("netlink link notifications stopped ({e}); polling every interval");
+                        links = None;
                     }
                 }
             }
         }
+    }
+
+    /// Syncs interfaces and logs attach failures; true if anything changed.
+    fn sync_and_report(&mut self) -> bool {
+        let before: Vec<(String, u32)> =
+            self.manager.attached().iter().map(|(n, a)| (n.clone(), a.ifindex)).collect();
+        for (name, e) in self.sync_interfaces() {
+            warn!("not watching {name}: {e}");
+        }
+        let after: Vec<(String, u32)> =
+            self.manager.attached().iter().map(|(n, a)| (n.clone(), a.ifindex)).collect();
+        before != after
     }
 
     fn drain(&mut self, ring: &mut smol::Async<aya::maps::RingBuf<aya::maps::MapData>>) {
@@ -306,6 +368,13 @@ impl Collector {
             }
         }
     }
+}
+
+/// What woke the collector between collections.
+enum Wake {
+    Timer,
+    Events(std::io::Result<()>),
+    Links(std::io::Result<()>),
 }
 
 /// The `n` busiest flows by total bytes, busiest first.

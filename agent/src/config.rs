@@ -73,6 +73,22 @@ pub struct Args {
     #[argh(option, default = "log::LevelFilter::Info")]
     pub log_level: log::LevelFilter,
 
+    /// bpffs directory where maps and links are pinned so counting goes on
+    /// across restarts (default /sys/fs/bpf/netprobe; '' disables pinning)
+    #[argh(option, default = "std::path::PathBuf::from(crate::pins::DEFAULT_PIN_PATH)")]
+    pub pin_path: std::path::PathBuf,
+
+    /// on SIGTERM/SIGINT leave the probes attached and pinned, so the next
+    /// start continues their counts (init scripts use this); without it the
+    /// agent detaches and unpins everything on exit
+    #[argh(switch)]
+    pub keep_on_exit: bool,
+
+    /// remove every pin, link and program under --pin-path left by an
+    /// earlier run, then exit
+    #[argh(switch)]
+    pub cleanup: bool,
+
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,

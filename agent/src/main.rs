@@ -60,6 +60,9 @@ enum Failure {
 }
 
 fn run(args: Args) -> Result<(), Failure> {
+    if args.cleanup {
+        return cleanup(&args);
+    }
     let filter = args.interface_filter().map_err(Failure::Usage)?;
     if let Some(f) = &filter {
         for name in f.exact_names() {
@@ -106,6 +109,8 @@ fn run(args: Args) -> Result<(), Failure> {
         }
         log::warn!("not watching {name}: {e}");
     }
+    collector.manager_mut().prune_pins();
+    collector.manager_mut().set_keep_on_exit(args.keep_on_exit);
     if collector.manager().attached().is_empty() {
         log::warn!("no interface matches yet; watching for new ones every {:?}", args.collect_interval);
     }
@@ -132,8 +137,25 @@ fn run(args: Args) -> Result<(), Failure> {
         async { rx.recv().await.unwrap_or(0) },
     ));
     handle.close();
-    info!("signal {sig}: detaching and exiting");
-    drop(collector); // detaches every probe and unloads the programs
+    if args.keep_on_exit {
+        info!("signal {sig}: exiting; probes stay attached and pinned (--keep-on-exit)");
+    } else {
+        info!("signal {sig}: detaching and exiting");
+    }
+    drop(collector); // detaches and unpins everything, unless --keep-on-exit
     server.shutdown();
+    Ok(())
+}
+
+/// `--cleanup`: removes what an earlier run left pinned (a crash, or
+/// `--keep-on-exit`). Removing a link's pin detaches it; the programs and
+/// maps go with their last reference.
+fn cleanup(args: &Args) -> Result<(), Failure> {
+    if args.pin_path.as_os_str().is_empty() {
+        return Err(Failure::Usage("--cleanup needs a --pin-path".into()));
+    }
+    let n = netprobe::pins::cleanup(&args.pin_path)
+        .map_err(|e| Failure::Runtime(format!("cleanup of {}: {e}", args.pin_path.display())))?;
+    info!("removed {n} pinned objects under {}", args.pin_path.display());
     Ok(())
 }

@@ -4,8 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 
 use aya::maps::{HashMap, MapData, PerCpuHashMap, RingBuf};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::tc::SchedClassifierLink;
+use aya::programs::xdp::XdpLink;
 use aya::programs::{tc, SchedClassifier, TcAttachType, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use log::{info, warn};
@@ -15,6 +19,7 @@ use crate::abi::{
 };
 use crate::config::{Args, XdpMode};
 use crate::kernel::KernelVersion;
+use crate::pins::PinDir;
 use crate::probes;
 
 /// Sizes and tunables fixed when the probes are loaded.
@@ -26,6 +31,9 @@ pub struct ProbeConfig {
     pub flow_admit_burst: u64,
     pub ringbuf_size: u32,
     pub xdp_mode: XdpMode,
+    /// bpffs directory for maps and links that outlive the agent; `None`
+    /// keeps everything in the process (gone when it exits).
+    pub pin_path: Option<PathBuf>,
 }
 
 impl Default for ProbeConfig {
@@ -37,6 +45,7 @@ impl Default for ProbeConfig {
             flow_admit_burst: 5_000,
             ringbuf_size: 256 * 1024,
             xdp_mode: XdpMode::Auto,
+            pin_path: None,
         }
     }
 }
@@ -50,6 +59,7 @@ impl From<&Args> for ProbeConfig {
             flow_admit_burst: a.flow_admit_burst,
             ringbuf_size: a.ringbuf_size,
             xdp_mode: a.xdp_mode,
+            pin_path: Some(a.pin_path.clone()).filter(|p| !p.as_os_str().is_empty()),
         }
     }
 }
@@ -84,6 +94,8 @@ pub enum Error {
     Program { program: &'static str, source: aya::programs::ProgramError },
     Attach { interface: String, hook: Hook, source: aya::programs::ProgramError },
     AlreadyAttached(String),
+    /// The pin directory cannot be used.
+    Pins(String),
 }
 
 impl fmt::Display for Error {
@@ -105,6 +117,7 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::AlreadyAttached(i) => write!(f, "{i} is already attached"),
+            Error::Pins(m) => f.write_str(m),
         }
     }
 }
@@ -134,10 +147,14 @@ pub struct HookAttachment {
     pub program_id: u32,
 }
 
+/// A hook's attachment as the manager holds it.
 #[derive(Debug)]
-enum LinkId {
-    Xdp(aya::programs::xdp::XdpLinkId),
-    Tc(&'static str, aya::programs::tc::SchedClassifierLinkId),
+enum HookLink {
+    /// Owned by the agent: detached when dropped.
+    Xdp(XdpLink),
+    Tc(SchedClassifierLink),
+    /// Pinned on bpffs: lives until the pin is removed, across restarts.
+    Pinned(PathBuf),
 }
 
 /// What is attached on one interface.
@@ -145,7 +162,7 @@ enum LinkId {
 pub struct Attached {
     pub ifindex: u32,
     pub hooks: Vec<HookAttachment>,
-    links: Vec<LinkId>,
+    links: Vec<HookLink>,
 }
 
 /// Loaded probes and what they are attached to.
@@ -159,6 +176,8 @@ pub struct Manager {
     attached: BTreeMap<String, Attached>,
     config: ProbeConfig,
     kernel: KernelVersion,
+    pins: Option<PinDir>,
+    keep_on_exit: bool,
 }
 
 impl Manager {
@@ -170,7 +189,17 @@ impl Manager {
         raise_memlock_limit();
         let kernel = KernelVersion::current();
         let caps = config.capacities();
-        let mut bpf = EbpfLoader::new()
+        let pins = match &config.pin_path {
+            Some(p) => Some(PinDir::open(p, &caps).map_err(Error::Pins)?),
+            None => None,
+        };
+        let mut loader = EbpfLoader::new();
+        if let Some(pins) = &pins {
+            for (name, ..) in crate::pins::pinned_maps(&caps) {
+                loader.map_pin_path(name, pins.map_path(name));
+            }
+        }
+        let mut bpf = loader
             .map_max_entries(probes::MAP_PACKET_STATS, caps.packet_stats)
             .map_max_entries(probes::MAP_TC_DEVICE_STATS, caps.tc_device_stats)
             .map_max_entries(probes::MAP_IFACE_CONFIG, caps.iface_config)
@@ -210,6 +239,8 @@ impl Manager {
             attached: BTreeMap::new(),
             config,
             kernel,
+            pins,
+            keep_on_exit: false,
         })
     }
 
@@ -253,9 +284,6 @@ impl Manager {
     fn attach_hooks(&mut self, interface: &str, ifindex: u32, done: &mut Attached) -> Result<(), Error> {
         let xdp_mode = self.config.xdp_mode;
         if xdp_mode != XdpMode::Off {
-            let xdp_method = if self.kernel.at_least(5, 9) { "bpf_link" } else { "netlink" };
-            let xdp: &mut Xdp = program(&mut self.bpf, probes::PROG_XDP)?;
-            let program_id = program_id(xdp.info(), probes::PROG_XDP)?;
             let native_first = xdp_mode == XdpMode::Auto && !prefers_generic_xdp(interface);
             let tries: &[(aya::programs::XdpMode, &'static str)] = match xdp_mode {
                 XdpMode::Auto if native_first => {
@@ -267,10 +295,10 @@ impl Manager {
             };
             let mut last_err = None;
             for &(mode, name) in tries {
-                match xdp.attach_to_if_index(ifindex, mode) {
-                    Ok(id) => {
-                        done.links.push(LinkId::Xdp(id));
-                        done.hooks.push(HookAttachment { hook: Hook::Xdp, mode: name, method: xdp_method, program_id });
+                match self.attach_xdp(ifindex, mode, name) {
+                    Ok((link, method, program_id)) => {
+                        done.links.push(link);
+                        done.hooks.push(HookAttachment { hook: Hook::Xdp, mode: name, method, program_id });
                         last_err = None;
                         break;
                     }
@@ -293,27 +321,26 @@ impl Manager {
                     return Err(Error::Attach { interface: interface.into(), hook: Hook::Xdp, source })
                 }
             }
+        } else {
+            let _ = self.iface_config.remove(&ifindex);
         }
 
         let tcx = self.kernel.at_least(6, 6);
-        if !tcx {
-            // Older kernels need the clsact qdisc; it may already be there.
-            if let Err(e) = tc::qdisc_add_clsact(interface) {
-                if !e.to_string().contains("exists") {
-                    log::debug!("adding clsact to {interface}: {e}");
-                }
-            }
-        }
         for (hook, name, at) in [
             (Hook::TcIngress, probes::PROG_TC_INGRESS, TcAttachType::Ingress),
             (Hook::TcEgress, probes::PROG_TC_EGRESS, TcAttachType::Egress),
         ] {
-            let p: &mut SchedClassifier = program(&mut self.bpf, name)?;
-            let program_id = program_id(p.info(), name)?;
-            let id = p
-                .attach(interface, at)
+            if !tcx {
+                // Older kernels: clsact filters outlive a crashed agent and
+                // cannot be pinned; remove ours before adding a new one, so
+                // nothing counts twice. The qdisc may already be there.
+                let _ = tc::qdisc_add_clsact(interface);
+                let _ = tc::qdisc_detach_program(interface, at, name);
+            }
+            let (link, program_id) = self
+                .attach_tc(interface, ifindex, hook, name, at, tcx)
                 .map_err(|source| Error::Attach { interface: interface.into(), hook, source })?;
-            done.links.push(LinkId::Tc(name, id));
+            done.links.push(link);
             done.hooks.push(HookAttachment {
                 hook,
                 mode: if tcx { "tcx" } else { "clsact" },
@@ -324,7 +351,128 @@ impl Manager {
         Ok(())
     }
 
-    /// Detaches every hook from `interface`. Unknown names are ignored.
+    /// Attaches XDP in `mode`, taking over a pinned link of an earlier
+    /// agent when there is one (atomic program replacement: no packet is
+    /// missed or counted twice).
+    fn attach_xdp(
+        &mut self,
+        ifindex: u32,
+        mode: aya::programs::XdpMode,
+        mode_name: &'static str,
+    ) -> Result<(HookLink, &'static str, u32), aya::programs::ProgramError> {
+        let pin = self.pins.as_ref().map(|p| p.link_path(ifindex, Hook::Xdp.name(), mode_name));
+        if let Some(pins) = &self.pins {
+            // A pin for this hook in the other mode is stale (mode changed).
+            for other in ["native", "generic"].iter().filter(|m| **m != mode_name) {
+                let _ = std::fs::remove_file(pins.link_path(ifindex, Hook::Xdp.name(), other));
+            }
+        }
+        let xdp: &mut Xdp = program(&mut self.bpf, probes::PROG_XDP).map_err(|_| missing_program())?;
+        let program_id = xdp.info()?.id();
+        if let Some(path) = pin.as_ref().filter(|p| p.exists()) {
+            let taken = PinnedLink::from_pin(path)
+                .map_err(|e| e.to_string())
+                .and_then(|p| XdpLink::try_from(FdLink::from(p)).map_err(|e| e.to_string()))
+                .and_then(|l| xdp.attach_to_link(l).map_err(|e| e.to_string()));
+            match taken {
+                Ok(id) => {
+                    drop(xdp.take_link(id)?); // the pin keeps it
+                    return Ok((HookLink::Pinned(path.clone()), "bpf_link", program_id));
+                }
+                Err(e) => {
+                    info!("pinned XDP link {} is unusable ({e}); attaching anew", path.display());
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        let id = xdp.attach_to_if_index(ifindex, mode)?;
+        let link = xdp.take_link(id)?;
+        match pin {
+            Some(path) => match FdLink::try_from(link) {
+                Ok(fd) => {
+                    fd.pin(&path).map_err(|e| pin_error(&path, e))?;
+                    Ok((HookLink::Pinned(path), "bpf_link", program_id))
+                }
+                // A netlink attachment (before 5.9) cannot be pinned; it
+                // stays attached to the device by itself.
+                Err(_) => {
+                    let id = xdp.attach_to_if_index(ifindex, mode)?;
+                    Ok((HookLink::Xdp(xdp.take_link(id)?), "netlink", program_id))
+                }
+            },
+            None => {
+                let method = if self.kernel.at_least(5, 9) { "bpf_link" } else { "netlink" };
+                Ok((HookLink::Xdp(link), method, program_id))
+            }
+        }
+    }
+
+    /// Attaches a TC program, taking over a pinned TCX link when there is one.
+    fn attach_tc(
+        &mut self,
+        interface: &str,
+        ifindex: u32,
+        hook: Hook,
+        name: &'static str,
+        at: TcAttachType,
+        tcx: bool,
+    ) -> Result<(HookLink, u32), aya::programs::ProgramError> {
+        let pin = self.pins.as_ref().filter(|_| tcx).map(|p| p.link_path(ifindex, hook.name(), "tcx"));
+        let p: &mut SchedClassifier = program(&mut self.bpf, name).map_err(|_| missing_program())?;
+        let program_id = p.info()?.id();
+        if let Some(path) = pin.as_ref().filter(|p| p.exists()) {
+            let taken = PinnedLink::from_pin(path)
+                .map_err(|e| e.to_string())
+                .and_then(|l| SchedClassifierLink::try_from(FdLink::from(l)).map_err(|e| e.to_string()))
+                .and_then(|l| p.attach_to_link(l).map_err(|e| e.to_string()));
+            match taken {
+                Ok(id) => {
+                    drop(p.take_link(id)?);
+                    return Ok((HookLink::Pinned(path.clone()), program_id));
+                }
+                Err(e) => {
+                    info!("pinned TC link {} is unusable ({e}); attaching anew", path.display());
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        let id = p.attach(interface, at)?;
+        let link = p.take_link(id)?;
+        match pin {
+            Some(path) => {
+                let fd = FdLink::try_from(link).map_err(|e| aya::programs::ProgramError::IOError(std::io::Error::other(e)))?;
+                fd.pin(&path).map_err(|e| pin_error(&path, e))?;
+                Ok((HookLink::Pinned(path), program_id))
+            }
+            None => Ok((HookLink::Tc(link), program_id)),
+        }
+    }
+
+    /// On exit, leave every probe attached and pinned for the next agent
+    /// (`--keep-on-exit`), instead of detaching and unpinning.
+    pub fn set_keep_on_exit(&mut self, keep: bool) {
+        self.keep_on_exit = keep;
+    }
+
+    /// Removes pinned links of interfaces this agent does not watch (gone,
+    /// or no longer matching the filter). Call after the first sync.
+    pub fn prune_pins(&mut self) {
+        let watched: std::collections::HashSet<u32> = self.attached.values().map(|a| a.ifindex).collect();
+        if let Some(pins) = &self.pins {
+            let n = pins.prune_links(&|i| watched.contains(&i));
+            if n > 0 {
+                info!("removed {n} pinned links of interfaces no longer watched");
+            }
+        }
+    }
+
+    /// The pin directory in use, if any.
+    pub fn pin_dir(&self) -> Option<&std::path::Path> {
+        self.pins.as_ref().map(|p| p.state())
+    }
+
+    /// Detaches every hook from `interface` and drops its counters.
+    /// Unknown names are ignored.
     pub fn detach(&mut self, interface: &str) {
         if let Some(a) = self.attached.remove(interface) {
             self.detach_links(interface, a);
@@ -342,15 +490,15 @@ impl Manager {
     fn detach_links(&mut self, interface: &str, a: Attached) {
         let _ = self.iface_config.remove(&a.ifindex);
         for link in a.links {
-            let r = match link {
-                LinkId::Xdp(id) => program::<Xdp>(&mut self.bpf, probes::PROG_XDP)
-                    .map(|p| p.detach(id).map_err(|e| e.to_string())),
-                LinkId::Tc(name, id) => program::<SchedClassifier>(&mut self.bpf, name)
-                    .map(|p| p.detach(id).map_err(|e| e.to_string())),
-            };
-            // A vanished interface took its hooks with it: nothing to undo.
-            if let Ok(Err(e)) = r {
-                log::debug!("detaching from {interface}: {e}");
+            match link {
+                // A vanished interface took its hooks with it: nothing to undo.
+                HookLink::Xdp(l) => drop(l),
+                HookLink::Tc(l) => drop(l),
+                HookLink::Pinned(path) => {
+                    if let Err(e) = std::fs::remove_file(&path) {
+                        log::debug!("unpinning {}: {e}", path.display());
+                    }
+                }
             }
         }
         // Its counters go too, so interfaces that come and go cannot fill
@@ -469,8 +617,36 @@ impl Manager {
 
 impl Drop for Manager {
     fn drop(&mut self) {
+        if self.keep_on_exit {
+            // Pinned links keep the programs running; netlink attachments
+            // (older kernels) stay on their devices if not dropped.
+            for (_, a) in std::mem::take(&mut self.attached) {
+                for l in a.links {
+                    match l {
+                        HookLink::Xdp(l) => std::mem::forget(l),
+                        HookLink::Tc(l) => std::mem::forget(l),
+                        HookLink::Pinned(_) => {}
+                    }
+                }
+            }
+            if let Some(dir) = self.pin_dir() {
+                info!("probes left attached and pinned in {} for the next start", dir.display());
+            }
+            return;
+        }
         self.detach_all();
+        if let Some(pins) = &self.pins {
+            pins.remove_all();
+        }
     }
+}
+
+fn missing_program() -> aya::programs::ProgramError {
+    aya::programs::ProgramError::IOError(std::io::Error::other("program missing from the probe object"))
+}
+
+fn pin_error(path: &std::path::Path, e: aya::pin::PinError) -> aya::programs::ProgramError {
+    aya::programs::ProgramError::IOError(std::io::Error::other(format!("pinning {}: {e}", path.display())))
 }
 
 /// Drivers on which `auto` picks generic XDP although native works: native
@@ -503,13 +679,6 @@ where
 {
     let map = bpf.take_map(name).ok_or(Error::MissingMap(name))?;
     T::try_from(map).map_err(|source| Error::Map { map: name, source })
-}
-
-fn program_id(
-    info: Result<aya::programs::ProgramInfo, aya::programs::ProgramError>,
-    program: &'static str,
-) -> Result<u32, Error> {
-    info.map(|i| i.id()).map_err(|source| Error::Program { program, source })
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it so map

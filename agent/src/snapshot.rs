@@ -23,6 +23,21 @@ pub struct Snapshot {
     pub maps: Vec<MapFill>,
     pub flow_table: FlowTable,
     pub events: EventCounters,
+    /// Recent interface changes, newest last (bounded).
+    pub interface_changes: Vec<InterfaceChange>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct InterfaceChange {
+    /// Unix time, seconds.
+    pub at: f64,
+    pub interface: String,
+    pub ifindex: u32,
+    /// `attached`, `vanished` or `refused`.
+    pub change: &'static str,
+    /// Why an attach was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use netprobe::abi::{Counter, PacketStats};
 use netprobe::snapshot::{
-    CollectionInfo, EventCounters, FlowEntry, FlowTable, HookInfo, InterfaceSnapshot, MapFill, Rates, Snapshot,
+    CollectionInfo, EventCounters, FlowEntry, FlowTable, HookInfo, InterfaceChange, InterfaceSnapshot, MapFill, Rates,
+    Snapshot,
 };
 
 fn stats(seed: u64) -> PacketStats {
@@ -90,6 +91,16 @@ fn snapshot() -> Snapshot {
             }],
         },
         events: EventCounters { received_total: 3, flow_admission_limited_total: 3 },
+        interface_changes: vec![
+            InterfaceChange { at: 1_700_000_001.0, interface: "eth0".into(), ifindex: 2, change: "attached", error: None },
+            InterfaceChange {
+                at: 1_700_000_002.0,
+                interface: "wwan0".into(),
+                ifindex: 7,
+                change: "refused",
+                error: Some("attaching tc_ingress to wwan0 failed".into()),
+            },
+        ],
     }
 }
 
