@@ -4,7 +4,8 @@
 #   2. the committed probe objects must equal a fresh build (build/probes.sh --check)
 #   3. cargo test: unit tests, golden files, and kernel tests (the real probes
 #      through BPF_PROG_TEST_RUN)
-#   4. build/e2e.sh: the agent binary on a veth pair between two namespaces
+#   4. build/e2e*.sh: the agent binary on a veth pair between two namespaces:
+#      exact counters per XDP mode, restarts without losing counts, hotplug
 #   5. a short benchmark run, so the bench keeps working (figures not asserted)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,8 @@ cargo test --locked --all-targets
 step "end to end"
 cargo build --locked --release --bin netprobe-agent
 bash build/e2e.sh target/release/netprobe-agent
+bash build/e2e-restart.sh target/release/netprobe-agent
+bash build/e2e-hotplug.sh target/release/netprobe-agent
 
 step "benchmark smoke run"
 cargo run --locked --release --bin netprobe-bench -- --quick

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Restarts without losing counts: traffic flows continuously while the agent
+# is killed with SIGKILL and started again, then stopped with SIGTERM under
+# --keep-on-exit and started again; afterwards /metrics must equal the
+# kernel's interface counters exactly (no gap, nothing counted twice).
+# Also: a changed map size replaces the pinned state with a log line,
+# --cleanup removes every pin, link and program, and a plain SIGTERM
+# leaves nothing behind.
+#
+# Usage: build/e2e-restart.sh [path/to/netprobe-agent]   (root)
+set -euo pipefail
+
+AGENT=${1:-target/release/netprobe-agent}
+TEST=e2e-restart NEEDS="ping mountpoint"
+# shellcheck source=build/e2e-lib.sh
+. "$(dirname "$0")/e2e-lib.sh"
+
+# A bpffs of the test's own, visible inside `ip netns exec` (which remounts
+# /sys and so hides /sys/fs/bpf).
+BPFFS=$LOG/bpffs
+PIN=$BPFFS/netprobe
+TRAFFIC_PIDS=()
+cleanup_extra() {
+	for p in "${TRAFFIC_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+	[ -n "$AGENT_PID" ] && kill -KILL "$AGENT_PID" 2>/dev/null && AGENT_PID=
+	rm -rf "$PIN" 2>/dev/null || true
+	mountpoint -q "$BPFFS" && umount "$BPFFS"
+	true
+}
+
+links_pinned() { find "$PIN" -path '*/links/*' -type f 2>/dev/null | wc -l; }
+progs_loaded() { bpftool prog show | grep -c 'name netprobe_' || true; }
+
+mkdir -p "$BPFFS"
+mount -t bpf bpf "$BPFFS"
+setup_net
+echo "$TEST: pinned state in $PIN"
+
+start_agent --pin-path "$PIN" || { fail "agent did not start"; exit 1; }
+before=$(stable_reading)
+
+# Continuous bounded traffic both ways for about 8 s: 0.01 s apart.
+ina ping -q -c 800 -i 0.01 198.18.0.2 >/dev/null 2>&1 &
+TRAFFIC_PIDS+=($!)
+inb ping -q -c 800 -i 0.01 -s 1000 2001:db8::1 >/dev/null 2>&1 &
+TRAFFIC_PIDS+=($!)
+sleep 1
+
+kill -KILL "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=
+n=$(links_pinned)
+[ "$n" -eq 3 ] && ok "after SIGKILL: 3 links still pinned, probes still counting" || fail "after SIGKILL: $n links pinned"
+sleep 1
+start_agent --pin-path "$PIN" --keep-on-exit || { fail "agent did not restart after SIGKILL"; exit 1; }
+grep -q 'taking over\|attaching anew' "$LOG/agent.log" && fail "restart did not take over the pinned links" || true
+sleep 1
+
+kill -TERM "$AGENT_PID"; code=0; wait "$AGENT_PID" || code=$?; AGENT_PID=
+[ "$code" -eq 0 ] && ok "SIGTERM with --keep-on-exit: exit 0" || fail "SIGTERM with --keep-on-exit: exit $code"
+n=$(links_pinned)
+[ "$n" -eq 3 ] && ok "after SIGTERM --keep-on-exit: 3 links still pinned" || fail "after SIGTERM --keep-on-exit: $n links pinned"
+sleep 1
+start_agent --pin-path "$PIN" || { fail "agent did not restart after SIGTERM"; exit 1; }
+
+for p in "${TRAFFIC_PIDS[@]}"; do wait "$p" || true; done
+TRAFFIC_PIDS=()
+after=$(stable_reading)
+kb=${before%%|*} ab=${before##*|} ka=${after%%|*} aa=${after##*|}
+# shellcheck disable=SC2086
+set -- $kb $ab $ka $aa
+names=(rx_packets rx_bytes tx_packets tx_bytes)
+for i in 0 1 2 3; do
+	kd=$((${@:$((i + 9)):1} - ${@:$((i + 1)):1}))
+	ad=$((${@:$((i + 13)):1} - ${@:$((i + 5)):1}))
+	if [ "$kd" -eq "$ad" ] && [ "$kd" -ge 800 ]; then
+		ok "across SIGKILL and SIGTERM restarts ${names[$i]}: agent delta $ad = kernel delta $kd"
+	else
+		fail "across restarts ${names[$i]}: agent delta $ad != kernel delta $kd"
+	fi
+done
+
+# A different flow-table size cannot reuse the pinned maps.
+kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || true; AGENT_PID=
+n=$(progs_left)
+[ -z "$(ls -A "$PIN" 2>/dev/null)" ] && [ "$n" -eq 0 ] \
+	&& ok "plain SIGTERM: no pin, link or netprobe program left" \
+	|| fail "plain SIGTERM left: $(find "$PIN" 2>/dev/null | tr '\n' ' ') programs: $n"
+start_agent --pin-path "$PIN" --keep-on-exit || { fail "agent did not start"; exit 1; }
+kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || true; AGENT_PID=
+start_agent --pin-path "$PIN" --keep-on-exit --max-flows 4096 || { fail "agent did not start with a new size"; exit 1; }
+grep -q 'do not fit this configuration (flow_stats' "$LOG/agent.log" \
+	&& ok "changed --max-flows: pinned state replaced, with a log line" \
+	|| fail "changed --max-flows: no replacement log line"
+n=$(links_pinned)
+[ "$n" -eq 3 ] && ok "replaced state: 3 links pinned anew" || fail "replaced state: $n links pinned"
+kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || true; AGENT_PID=
+
+# --cleanup removes what --keep-on-exit left.
+[ "$(progs_loaded)" -ge 3 ] || fail "--keep-on-exit should have left the programs attached"
+code=0
+ina "$AGENT" --cleanup --pin-path "$PIN" >>"$LOG/agent.log" 2>&1 || code=$?
+left=$( (find "$PIN" -type f 2>/dev/null; ina ip -d link show "$IFA" | grep -o 'prog/xdp[^ ]*') || true)
+[ "$(progs_left)" -eq 0 ] || left="$left netprobe programs still loaded"
+[ "$code" -eq 0 ] && [ -z "$left" ] && ok "--cleanup: exit 0, no pin, link or program left" \
+	|| fail "--cleanup: exit $code, left: $left"
+
+echo "$TEST: $PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
