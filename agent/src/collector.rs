@@ -12,7 +12,7 @@ use crate::abi::{Counter, FlowKey, FlowStats, Hook, FAMILY_IPV4};
 use crate::config::InterfaceFilter;
 use crate::manager::{Error, Manager};
 use crate::snapshot::{
-    CollectionInfo, EventCounters, FlowEntry, FlowTable, HookInfo, InterfaceChange, InterfaceSnapshot, MapFill,
+    ChangeCounters, CollectionInfo, EventCounters, FlowEntry, FlowTable, HookInfo, InterfaceChange, InterfaceSnapshot, MapFill,
     Published,
     Rates, Rendered, Snapshot,
 };
@@ -71,6 +71,7 @@ pub struct Collector {
     errors: u64,
     events: EventCounters,
     changes: std::collections::VecDeque<InterfaceChange>,
+    change_totals: ChangeCounters,
 }
 
 /// Interface changes /status keeps.
@@ -90,6 +91,7 @@ impl Collector {
             errors: 0,
             events: EventCounters::default(),
             changes: std::collections::VecDeque::new(),
+            change_totals: ChangeCounters::default(),
         }
     }
 
@@ -149,6 +151,11 @@ impl Collector {
     }
 
     fn record_change(&mut self, interface: &str, ifindex: u32, change: &'static str, error: Option<String>) {
+        match change {
+            "attached" => self.change_totals.attached += 1,
+            "vanished" => self.change_totals.vanished += 1,
+            _ => self.change_totals.refused += 1,
+        }
         if self.changes.len() == MAX_CHANGES {
             self.changes.pop_front();
         }
@@ -265,6 +272,7 @@ impl Collector {
             flow_table: FlowTable { entries: flow_entries, capacity: caps.flow_stats.into(), top },
             events: self.events.clone(),
             interface_changes: self.changes.iter().cloned().collect(),
+            interface_changes_total: self.change_totals,
         })
     }
 

@@ -204,6 +204,12 @@ pub fn render(s: &Snapshot) -> String {
         .sample(&[], s.events.flow_admission_limited_total);
 
     // The agent itself.
+    let t = &s.interface_changes_total;
+    Family::new(o, "netprobe_interface_changes_total", "counter",
+        "Interfaces attached, vanished (dropped from the metrics), or refused (attach failed).")
+        .sample(&[("change", "attached")], t.attached)
+        .sample(&[("change", "vanished")], t.vanished)
+        .sample(&[("change", "refused")], t.refused);
     let c = &s.collection;
     Family::new(o, "netprobe_collect_duration_seconds", "gauge", "Time the last read of the kernel maps took.")
         .sample(&[], c.duration_seconds);

@@ -25,6 +25,15 @@ pub struct Snapshot {
     pub events: EventCounters,
     /// Recent interface changes, newest last (bounded).
     pub interface_changes: Vec<InterfaceChange>,
+    /// Interface changes since start: attached, vanished, refused.
+    pub interface_changes_total: ChangeCounters,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ChangeCounters {
+    pub attached: u64,
+    pub vanished: u64,
+    pub refused: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use netprobe::abi::{Counter, PacketStats};
 use netprobe::snapshot::{
-    CollectionInfo, EventCounters, FlowEntry, FlowTable, HookInfo, InterfaceChange, InterfaceSnapshot, MapFill, Rates,
+    ChangeCounters, CollectionInfo, EventCounters, FlowEntry, FlowTable, HookInfo, InterfaceChange, InterfaceSnapshot, MapFill, Rates,
     Snapshot,
 };
 
@@ -101,6 +101,7 @@ fn snapshot() -> Snapshot {
                 error: Some("attaching tc_ingress to wwan0 failed".into()),
             },
         ],
+        interface_changes_total: ChangeCounters { attached: 1, vanished: 0, refused: 1 },
     }
 }
 
