@@ -16,6 +16,13 @@ packages=(
 	curl           # e2e scrapes
 	prometheus     # promtool check metrics
 	python3        # e2e: /status JSON checks
+	gcc-aarch64-linux-gnu # linker for aarch64-unknown-linux-musl (build/cross.sh)
+	qemu-user-static     # runner for the aarch64 unit/golden tests
+	qemu-system-x86      # build/boot-test.sh x86_64
+	qemu-system-arm      # build/boot-test.sh aarch64 (qemu-system-aarch64)
+	cpio                 # initramfs (build/image.sh)
+	xz-utils             # unpacks vmlinux from the bzImage (build/image.sh)
+	wget                 # host-side scrapes (build/boot-test.sh)
 )
 
 missing=()

@@ -6,7 +6,9 @@
 #      through BPF_PROG_TEST_RUN)
 #   4. build/e2e*.sh: the agent binary on a veth pair between two namespaces:
 #      exact counters per XDP mode, restarts without losing counts, hotplug
-#   5. a short benchmark run, so the bench keeps working (figures not asserted)
+#   5. the appliance: static x86_64 and aarch64 builds, aarch64 unit tests
+#      under qemu-user, and a QEMU boot of each architecture's image
+#   6. a short benchmark run, so the bench keeps working (figures not asserted)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +30,18 @@ cargo build --locked --release --bin netprobe-agent
 bash build/e2e.sh target/release/netprobe-agent
 bash build/e2e-restart.sh target/release/netprobe-agent
 bash build/e2e-hotplug.sh target/release/netprobe-agent
+
+step "appliance: static builds (x86_64 and aarch64 musl)"
+bash build/cross.sh
+
+step "appliance: unit and golden tests on aarch64 (qemu-aarch64-static)"
+cargo test --locked --target aarch64-unknown-linux-musl --lib --test golden
+
+step "appliance: boot test x86_64 (QEMU, TCG)"
+bash build/boot-test.sh x86_64
+
+step "appliance: boot test aarch64 (QEMU, TCG)"
+bash build/boot-test.sh aarch64
 
 step "benchmark smoke run"
 cargo run --locked --release --bin netprobe-bench -- --quick
