@@ -16,6 +16,8 @@ packages=(
 	curl           # e2e scrapes
 	prometheus     # promtool check metrics
 	python3        # e2e: /status JSON checks
+	nmap           # e2e-security: port scans
+	hping3         # e2e-security: floods
 	gcc-aarch64-linux-gnu # linker for aarch64-unknown-linux-musl (build/cross.sh)
 	qemu-user-static     # runner for the aarch64 unit/golden tests
 	qemu-system-x86      # build/boot-test.sh x86_64

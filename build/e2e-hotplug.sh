@@ -15,7 +15,9 @@ TEST=e2e-hotplug
 . "$(dirname "$0")/e2e-lib.sh"
 
 hooks_of() { scrape /metrics | grep -c "^netprobe_hook_attached{interface=\"$1\"" || true; }
-links_total() { bpftool link show | grep -c '^[0-9]' || true; }
+# links_of IDS: links that run any of the program ids given (ours).
+links_of() { bpftool link show | awk -v ids=" $* " '/prog [0-9]+/ { for (i = 1; i < NF; i++) if ($i == "prog" && index(ids, " " $(i + 1) " ")) n++ } END { print n + 0 }'; }
+prog_ids() { scrape /status | python3 -c 'import json, sys; print(" ".join(str(h["program_id"]) for i in json.load(sys.stdin)["interfaces"] for h in i["hooks"]))'; }
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$AGENT_PID/status"; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
@@ -33,11 +35,11 @@ until_hooks() {
 
 setup_net
 FILTER='hp*' INTERVAL=1s start_agent || { fail "agent did not start"; exit 1; }
-links0=$(links_total) progs0=$(bpftool prog show | grep -c 'name netprobe_' || true)
 rss10=0 attach_ms=() detach_ms=() missed=0
 for i in $(seq "$CYCLES"); do
 	ina ip link add hp0 type veth peer name hq0
 	if ms=$(until_hooks hp0 3); then attach_ms+=("$ms"); else missed=$((missed + 1)); fi
+	[ "$i" -eq 1 ] && ids=$(prog_ids) && attached_links=$(links_of $ids)
 	ina ip link del hp0
 	if ms=$(until_hooks hp0 0); then detach_ms+=("$ms"); else missed=$((missed + 1)); fi
 	[ "$i" -eq 10 ] && rss10=$(rss_kb)
@@ -47,10 +49,11 @@ median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print (NR ? 
 	&& ok "$CYCLES create/delete cycles followed: attach median $(median "${attach_ms[@]}") ms, removal median $(median "${detach_ms[@]}") ms" \
 	|| fail "$missed of $((2 * CYCLES)) changes not followed within 1 s"
 sleep 0.5
-links1=$(links_total) progs1=$(bpftool prog show | grep -c 'name netprobe_' || true)
-[ "$links1" -eq "$links0" ] && [ "$progs1" -eq "$progs0" ] \
-	&& ok "no leak: $links1 links and $progs1 netprobe programs before and after" \
-	|| fail "leak: links $links0 -> $links1, programs $progs0 -> $progs1"
+# shellcheck disable=SC2086
+left=$(links_of $ids)
+[ "$attached_links" -eq 3 ] && [ "$left" -eq 0 ] \
+	&& ok "no leak: 3 links while hp0 existed, $left links of our programs ($ids) after $CYCLES deletions" \
+	|| fail "links of our programs ($ids): $attached_links while attached, $left after the loop"
 rss=$(rss_kb)
 [ "$rss" -le $((rss10 + 1024)) ] \
 	&& ok "memory flat: RSS $rss10 kB after 10 cycles, $rss kB after $CYCLES" \

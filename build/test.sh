@@ -30,6 +30,7 @@ cargo build --locked --release --bin netprobe-agent
 bash build/e2e.sh target/release/netprobe-agent
 bash build/e2e-restart.sh target/release/netprobe-agent
 bash build/e2e-hotplug.sh target/release/netprobe-agent
+bash build/e2e-security.sh target/release/netprobe-agent
 
 step "appliance: static builds (x86_64 and aarch64 musl)"
 bash build/cross.sh

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 /*
  * NetProbe probes: XDP, TC ingress and TC egress. Each counts every packet
- * in packet_stats, attributes parsed IP packets to flow_stats, and always
- * lets the packet go on (XDP_PASS, TC_ACT_UNSPEC): a monitor fails open.
+ * in packet_stats, attributes parsed IP packets to flow_stats, feeds the
+ * detectors (detect.h) and lets the packet go on (XDP_PASS, TC_ACT_UNSPEC):
+ * a monitor fails open. The one exception is opt-in: with --mitigate=on,
+ * XDP (TC ingress where XDP is not attached) drops packets from
+ * blocklisted or blocked sources; the allowlist is never dropped.
  *
  * Kernel floor: 5.8 (ring buffer, bpf_ktime_get_boot_ns; bpf_jiffies64 is
  * 5.5). Flow timestamps come from a per-CPU clock read once per jiffy
@@ -29,6 +32,7 @@
 #include "parse.h"
 #include "admission.h"
 #include "clock.h"
+#include "detect.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -69,13 +73,21 @@ static __always_inline void np_tc_device_add(__u32 ifindex, __u32 dir, __u32 typ
 
 /* Adds one packet of len bytes to the flow k (rx or tx), admitting new flows. */
 static __always_inline void np_flow_account(struct np_flow_key *k, struct np_packet_stats *st,
-					    __u64 len, __u8 flags, int tx)
+					    __u64 len, __u8 flags, int tx, __u64 now)
 {
-	__u64 now = np_now();
-	struct np_flow_stats *v;
+	struct np_flow_stats *v = 0;
 	struct np_counter *c;
 
-	v = bpf_map_lookup_elem(&flow_stats, k);
+	/*
+	 * A SYN without ACK opens a flow: skip the lookup and go straight to
+	 * admission and a BPF_NOEXIST insert (which finds an existing entry on
+	 * -EEXIST). Under a SYN flood with the admission bucket empty this
+	 * saves the flow-table miss; the only difference is that a
+	 * retransmitted SYN of a known flow is counted not_admitted while the
+	 * bucket is empty.
+	 */
+	if (!cfg_syn_fast || (flags & (NP_TCPF_SYN | NP_TCPF_ACK)) != NP_TCPF_SYN)
+		v = bpf_map_lookup_elem(&flow_stats, k);
 	if (!v) {
 		struct np_flow_stats nv = {
 			.first_seen_ns = now,
@@ -118,13 +130,15 @@ static __always_inline void np_flow_account(struct np_flow_key *k, struct np_pac
 		v->tcp_flags |= flags;
 }
 
-/* The per-packet work shared by the three programs; hook is a constant. */
-static __always_inline void np_handle(void *data, void *data_end, __u32 ifindex, __u64 len,
-				      __u32 hook)
+/* The per-packet work shared by the three programs; hook is a constant.
+ * Returns NP_VERDICT_DROP only when --mitigate=on matched the packet. */
+static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, __u64 len,
+				     __u32 hook)
 {
 	struct np_parse p = {};
 	struct np_flow_key k;
 	struct np_packet_stats *st;
+	__u64 now;
 	__u32 skip;
 
 	__builtin_memset(&k, 0, sizeof(k));
@@ -163,14 +177,22 @@ static __always_inline void np_handle(void *data, void *data_end, __u32 ifindex,
 	}
 
 	if (!p.l3)
-		return;
+		return NP_VERDICT_PASS;
 	if (hook == NP_HOOK_TC_INGRESS) {
 		struct np_iface_config *cfg = bpf_map_lookup_elem(&iface_config, &ifindex);
 
 		if (cfg && (cfg->flags & NP_IFACE_XDP_ATTACHED))
-			return; /* XDP already accounted this packet's flow */
+			return NP_VERDICT_PASS; /* XDP already accounted and checked this packet */
 	}
-	np_flow_account(&k, st, len, p.tcp_flags, hook == NP_HOOK_TC_EGRESS);
+	now = np_now();
+	if (hook == NP_HOOK_TC_EGRESS) {
+		np_detect_egress(&p, &k, now, ifindex);
+	} else if (np_detect_ingress(&p, &k, len, now, ifindex) == NP_VERDICT_DROP) {
+		/* --mitigate=on: counted in packet_stats and detect_stats, no flow entry */
+		return NP_VERDICT_DROP;
+	}
+	np_flow_account(&k, st, len, p.tcp_flags, hook == NP_HOOK_TC_EGRESS, now);
+	return NP_VERDICT_PASS;
 }
 
 SEC("xdp")
@@ -179,7 +201,9 @@ int netprobe_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 
-	np_handle(data, data_end, ctx->ingress_ifindex, data_end - data, NP_HOOK_XDP);
+	if (np_handle(data, data_end, ctx->ingress_ifindex, data_end - data, NP_HOOK_XDP) ==
+	    NP_VERDICT_DROP)
+		return XDP_DROP; /* only with --mitigate=on */
 	return XDP_PASS;
 }
 
@@ -190,9 +214,12 @@ static __always_inline int np_tc(struct __sk_buff *skb, __u32 hook, __u32 dir)
 	__u32 ifindex = skb->ifindex;
 	__u64 len = skb->len;
 
-	np_handle(data, data_end, ifindex, len, hook);
+	int verdict = np_handle(data, data_end, ifindex, len, hook);
+
 	np_tc_device_add(ifindex, dir, NP_STAT_PACKETS, 1);
 	np_tc_device_add(ifindex, dir, NP_STAT_BYTES, len);
+	if (verdict == NP_VERDICT_DROP)
+		return TC_ACT_SHOT; /* only with --mitigate=on, where XDP is not attached */
 	return TC_ACT_UNSPEC; /* = TCX_NEXT: the next program or the stack decides */
 }
 

@@ -70,8 +70,12 @@ pub struct Collector {
     collections: u64,
     errors: u64,
     events: EventCounters,
+    /// Alert engine and detection maps (crate::detect).
+    security: crate::detect::Detector,
     changes: std::collections::VecDeque<InterfaceChange>,
     change_totals: ChangeCounters,
+    /// The TCP socket layer, when set up (`set_sockets`).
+    sockets: Option<crate::sockets::SocketLayer>,
 }
 
 /// Interface changes /status keeps.
@@ -90,8 +94,10 @@ impl Collector {
             collections: 0,
             errors: 0,
             events: EventCounters::default(),
+            security: crate::detect::Detector::default(),
             changes: std::collections::VecDeque::new(),
             change_totals: ChangeCounters::default(),
+            sockets: None,
         }
     }
 
@@ -107,8 +113,23 @@ impl Collector {
         &self.manager
     }
 
+    /// Sets up detection: the engine and the maps it writes.
+    pub fn set_detector(&mut self, d: crate::detect::Detector) {
+        self.security = d;
+    }
+
     pub fn manager_mut(&mut self) -> &mut Manager {
         &mut self.manager
+    }
+
+    /// Hands the socket layer to the collector: its snapshot goes into each
+    /// collection and its ring buffer is drained in `run`.
+    pub fn set_sockets(&mut self, sockets: crate::sockets::SocketLayer) {
+        self.sockets = Some(sockets);
+    }
+
+    pub fn sockets_mut(&mut self) -> Option<&mut crate::sockets::SocketLayer> {
+        self.sockets.as_mut()
     }
 
     /// Attaches to wanted interfaces not yet watched and forgets vanished
@@ -273,6 +294,8 @@ impl Collector {
             events: self.events.clone(),
             interface_changes: self.changes.iter().cloned().collect(),
             interface_changes_total: self.change_totals,
+            security: self.security.snapshot(),
+            sockets: self.sockets.as_mut().map(|s| s.snapshot(boot_now)),
         })
     }
 
@@ -303,6 +326,18 @@ impl Collector {
                 None
             }
         };
+        let mut sock_ring = self
+            .sockets
+            .as_mut()
+            .and_then(|s| s.probes_mut())
+            .and_then(|p| p.take_ring())
+            .and_then(|rb| match smol::Async::new(rb) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    warn!("connection events disabled: cannot poll the socket ring buffer: {e}");
+                    None
+                }
+            });
         loop {
             self.sync_and_report();
             if let Err(e) = self.collect_once() {
@@ -326,7 +361,13 @@ impl Collector {
                         None => smol::future::pending().await,
                     }
                 };
-                match smol::future::or(timer, smol::future::or(ev, ln)).await {
+                let sk = async {
+                    match &sock_ring {
+                        Some(r) => Wake::Sockets(r.readable().await),
+                        None => smol::future::pending().await,
+                    }
+                };
+                match smol::future::or(timer, smol::future::or(ev, smol::future::or(ln, sk))).await {
                     Wake::Timer => break,
                     Wake::Events(Ok(())) => {
                         if let Some(ev) = events.as_mut() {
@@ -348,6 +389,18 @@ impl Collector {
                     Wake::Links(Err(e)) => {
                         warn!("netlink link notifications stopped ({e}); polling every interval");
                         links = None;
+                    }
+                    Wake::Sockets(Ok(())) => {
+                        if let (Some(r), Some(p)) =
+                            (sock_ring.as_mut(), self.sockets.as_mut().and_then(|s| s.probes_mut()))
+                        {
+                            // SAFETY: the ring buffer is only read here; its fd stays open.
+                            p.drain(unsafe { r.get_mut() });
+                        }
+                    }
+                    Wake::Sockets(Err(e)) => {
+                        warn!("connection events disabled: polling the socket ring buffer failed: {e}");
+                        sock_ring = None;
                     }
                 }
             }
@@ -371,8 +424,14 @@ impl Collector {
         let rb = unsafe { ring.get_mut() };
         while let Some(item) = rb.next() {
             if let Some(ev) = crate::abi::Event::from_bytes(&item) {
+                let alert = (ev.kind == crate::abi::detect::EVENT_ALERT)
+                    .then(|| crate::abi::detect::AlertEvent::from_bytes(&item))
+                    .flatten();
                 drop(item);
                 self.record_event(&ev);
+                if let Some(a) = alert {
+                    self.security.ingest(&a);
+                }
             }
         }
     }
@@ -383,6 +442,7 @@ enum Wake {
     Timer,
     Events(std::io::Result<()>),
     Links(std::io::Result<()>),
+    Sockets(std::io::Result<()>),
 }
 
 /// The `n` busiest flows by total bytes, busiest first.

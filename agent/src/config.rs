@@ -65,9 +65,49 @@ pub struct Args {
     #[argh(option, default = "262144", from_str_fn(parse_ringbuf_size))]
     pub ringbuf_size: u32,
 
+    /// TCP socket-layer probes (tracepoints; need kernel BTF): auto (load
+    /// them, run without them where the kernel cannot) or off (default auto)
+    #[argh(option, default = "crate::sockets::SocketProbesMode::Auto")]
+    pub socket_probes: crate::sockets::SocketProbesMode,
+
+    /// network namespaces the socket layer counts: self (the agent's own)
+    /// or all (default self)
+    #[argh(option, default = "crate::sockets::NetnsScope::SelfNs")]
+    pub socket_netns: crate::sockets::NetnsScope,
+
+    /// size of the kernel TCP connection table (default 16384 connections,
+    /// ~200 B each; 16 to 1048576)
+    #[argh(option, default = "16384", from_str_fn(parse_max_connections))]
+    pub max_connections: u32,
+
+    /// how many connections each /status list shows: longest-lived,
+    /// busiest, recent failures (default 10; 0 to 1000)
+    #[argh(option, default = "10", from_str_fn(parse_top_connections))]
+    pub top_connections: usize,
+
     /// threads answering HTTP requests (default 2; 1 to 64)
     #[argh(option, default = "2", from_str_fn(parse_http_workers))]
     pub http_workers: usize,
+
+    /// most HTTP connections open at once; at the limit a new one replaces
+    /// the one waiting longest for its request (default 64; 1 to 4096)
+    #[argh(option, default = "64", from_str_fn(parse_http_max_connections))]
+    pub http_max_connections: usize,
+
+    /// time an HTTP client has to send its whole request head, and to take
+    /// the response (default 5s; 100ms to 5m)
+    #[argh(option, default = "Duration::from_secs(5)", from_str_fn(parse_http_timeout))]
+    pub http_timeout: Duration,
+
+    /// largest HTTP request head in bytes; larger ones get 431 (default
+    /// 8192; 1024 to 1048576)
+    #[argh(option, default = "8192", from_str_fn(parse_http_max_request_bytes))]
+    pub http_max_request_bytes: usize,
+
+    /// file holding `Bearer TOKEN` or `USER:PASSWORD` that /metrics, /status
+    /// and / then require (/healthz stays open); default: no auth
+    #[argh(option)]
+    pub metrics_auth_file: Option<std::path::PathBuf>,
 
     /// log level when RUST_LOG is unset: error, warn, info, debug, trace (default info)
     #[argh(option, default = "log::LevelFilter::Info")]
@@ -88,6 +128,105 @@ pub struct Args {
     /// earlier run, then exit
     #[argh(switch)]
     pub cleanup: bool,
+
+    /// turn off scan, flood and abnormal-connection detection (on by default)
+    #[argh(switch)]
+    pub no_detect: bool,
+
+    /// window of the scan detectors (default 2s; 10ms to 1m)
+    #[argh(option, default = "Duration::from_secs(2)", from_str_fn(crate::detect::parse_window))]
+    pub scan_window: Duration,
+
+    /// distinct destination ports from one source within --scan-window that
+    /// make a vertical scan (default 25; 0 = off)
+    #[argh(option, default = "25")]
+    pub scan_ports: u32,
+
+    /// distinct destination hosts from one source within --scan-window that
+    /// make a horizontal scan (default 16; 0 = off)
+    #[argh(option, default = "16")]
+    pub scan_hosts: u32,
+
+    /// window of the flood detectors (default 100ms; 10ms to 1m)
+    #[argh(option, default = "Duration::from_millis(100)", from_str_fn(crate::detect::parse_window))]
+    pub flood_window: Duration,
+
+    /// SYNs per second toward one destination, beyond its ACKs, that make
+    /// a SYN flood (default 3000; 0 = off)
+    #[argh(option, default = "3000")]
+    pub syn_flood_rate: u64,
+
+    /// UDP packets per second toward one destination (default 20000; 0 = off)
+    #[argh(option, default = "20000")]
+    pub udp_flood_rate: u64,
+
+    /// ICMP/ICMPv6 packets per second toward one destination (default 2000; 0 = off)
+    #[argh(option, default = "2000")]
+    pub icmp_flood_rate: u64,
+
+    /// packets per second toward one destination, any protocol (default 0 = off)
+    #[argh(option, default = "0")]
+    pub dst_pps: u64,
+
+    /// bits per second toward one destination (default 0 = off)
+    #[argh(option, default = "0")]
+    pub dst_bps: u64,
+
+    /// packets per second received on one interface (default 0 = off)
+    #[argh(option, default = "0")]
+    pub iface_pps: u64,
+
+    /// bits per second received on one interface (default 0 = off)
+    #[argh(option, default = "0")]
+    pub iface_bps: u64,
+
+    /// RSTs and ICMP unreachables per second toward one address, i.e.
+    /// probing of closed ports (default 1000; 0 = off)
+    #[argh(option, default = "1000")]
+    pub closed_port_rate: u64,
+
+    /// alert on connections (SYN, UDP) to ports outside this list, e.g.
+    /// 22,80,443,8000-8100 (default: no port policy)
+    #[argh(option, from_str_fn(crate::detect::parse_ports))]
+    pub allowed_ports: Option<Vec<u16>>,
+
+    /// file of IPv4/IPv6 addresses or CIDRs, one per line (# comments):
+    /// traffic from or to them raises an alert, and is dropped with --mitigate=on
+    #[argh(option)]
+    pub blocklist: Option<std::path::PathBuf>,
+
+    /// file of addresses or CIDRs that are never dropped
+    #[argh(option)]
+    pub allowlist: Option<std::path::PathBuf>,
+
+    /// off (default): never drop; dry-run: count what would be dropped; on:
+    /// drop blocklisted and detected scan/flood sources at XDP
+    #[argh(option, default = "crate::detect::Mitigate::Off")]
+    pub mitigate: crate::detect::Mitigate,
+
+    /// how long a detected source stays blocked (default 60s)
+    #[argh(option, default = "Duration::from_secs(60)", from_str_fn(parse_duration))]
+    pub block_duration: Duration,
+
+    /// an alert stays active this long after its last threshold crossing (default 10s)
+    #[argh(option, default = "Duration::from_secs(10)", from_str_fn(parse_duration))]
+    pub alert_hold: Duration,
+
+    /// alerts the agent remembers, active and recent (default 256; 1 to 100000)
+    #[argh(option, default = "256", from_str_fn(crate::detect::parse_max_alerts))]
+    pub max_alerts: usize,
+
+    /// sources blocked at once (default 4096; 1 to 1048576)
+    #[argh(option, default = "4096", from_str_fn(crate::detect::parse_max_blocked))]
+    pub max_blocked: u32,
+
+    /// per-source scan sketches in the kernel, a power of two (default 8192, 96 B each)
+    #[argh(option, default = "8192", from_str_fn(crate::detect::parse_slots))]
+    pub scan_slots: u32,
+
+    /// per-destination flood counters in the kernel, a power of two (default 4096, 56 B each)
+    #[argh(option, default = "4096", from_str_fn(crate::detect::parse_slots))]
+    pub flood_slots: u32,
 
     /// print the version and exit
     #[argh(switch)]
@@ -202,6 +341,30 @@ fn parse_admit_burst(s: &str) -> Result<u64, String> {
 
 fn parse_http_workers(s: &str) -> Result<usize, String> {
     parse_in_range("HTTP workers", s, 1, 64)
+}
+
+fn parse_http_max_connections(s: &str) -> Result<usize, String> {
+    parse_in_range("HTTP max connections", s, 1, 4096)
+}
+
+fn parse_http_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(300) {
+        return Err(format!("HTTP timeout '{s}' is out of range (100ms to 5m)"));
+    }
+    Ok(d)
+}
+
+fn parse_http_max_request_bytes(s: &str) -> Result<usize, String> {
+    parse_in_range("HTTP max request bytes", s, 1024, 1 << 20)
+}
+
+fn parse_max_connections(s: &str) -> Result<u32, String> {
+    parse_in_range("max connections", s, 16, 1 << 20)
+}
+
+fn parse_top_connections(s: &str) -> Result<usize, String> {
+    parse_in_range("top connections", s, 0, 1000)
 }
 
 fn parse_ringbuf_size(s: &str) -> Result<u32, String> {

@@ -1,28 +1,63 @@
 //! The HTTP server: a routing table from method and path to a handler, a
-//! 404/405 fallback, and a few worker threads sharing one listener. Handlers
-//! only copy the latest published rendering; they never touch a BPF map.
+//! 404/405 fallback, and a guarded front door. Handlers only share the
+//! latest published rendering; they never touch a BPF map.
+//!
+//! tiny_http parses the header fields and writes every response
+//! (`Response::raw_print`: status line, `Date`, `Content-Length` or chunked
+//! encoding, HEAD without a body). Its `Server` is not used: its accept
+//! thread starts one thread per connection without bound, sets no socket
+//! timeouts, reads a request line of any length, and stops accepting for
+//! good after one `accept()` error (EMFILE under a connection flood). The
+//! [`server`] module does those parts instead, with bounds; see
+//! [`MetricsServer`] for what they are.
 
-use std::net::{IpAddr, SocketAddr};
+pub mod auth;
+pub mod head;
+mod server;
+
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tiny_http::{Header, Method, Request, Response, Server};
+use crate::snapshot::{Published, Rendered};
 
-use crate::snapshot::Published;
+pub use server::ServerStats;
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub address: IpAddr,
     pub port: u16,
+    /// Threads kept ready to answer; more start on demand, up to
+    /// `max_connections`, and stop after 5 s idle.
     pub workers: usize,
+    /// Connections open at once (each has one thread while open).
+    pub max_connections: usize,
+    /// Time a client has to send a whole request head, and to take a whole
+    /// response; also how long an idle keep-alive connection stays open.
+    pub timeout: Duration,
+    /// Largest request head, request line and header fields together.
+    pub max_request_bytes: usize,
+    /// Credentials `/`, `/metrics` and `/status` require; `/healthz` stays open.
+    pub auth: Option<Arc<auth::Credentials>>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { address: IpAddr::from([0, 0, 0, 0]), port: 8081, workers: 2 }
+        ServerConfig {
+            address: IpAddr::from([0, 0, 0, 0]),
+            port: 8081,
+            workers: 2,
+            max_connections: 64,
+            timeout: Duration::from_secs(5),
+            max_request_bytes: 8192,
+            auth: None,
+        }
     }
 }
+
+/// Pending connections the kernel queues before `accept()`.
+const LISTEN_BACKLOG: libc::c_int = 1024;
 
 /// What a path serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,34 +68,93 @@ pub enum Route {
     Healthz,
 }
 
-const ROUTES: &[(&str, Route)] =
-    &[("/", Route::Index), ("/metrics", Route::Metrics), ("/status", Route::Status), ("/healthz", Route::Healthz)];
+const ROUTES: &[(&str, Route)] = &[
+    ("/", Route::Index),
+    ("/metrics", Route::Metrics),
+    ("/status", Route::Status),
+    ("/healthz", Route::Healthz),
+];
+
+/// A response body: owned text, or one rendering of a published snapshot,
+/// shared rather than copied (a large `/status` costs no copy per scrape,
+/// and many slow scrapes hold the same few snapshots).
+#[derive(Clone, Debug)]
+pub enum Body {
+    Text(String),
+    Metrics(Arc<Rendered>),
+    Status(Arc<Rendered>),
+}
+
+impl Body {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Body::Text(s) => s,
+            Body::Metrics(r) => &r.metrics,
+            Body::Status(r) => &r.status,
+        }
+    }
+}
+
+impl AsRef<[u8]> for Body {
+    fn as_ref(&self) -> &[u8] {
+        self.as_str().as_bytes()
+    }
+}
+
+impl PartialEq for Body {
+    fn eq(&self, other: &Body) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Body {}
 
 /// A response before it is written: status, content type, body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
-    pub body: String,
+    pub body: Body,
 }
 
 impl Reply {
-    fn text(status: u16, body: impl Into<String>) -> Reply {
-        Reply { status, content_type: "text/plain; charset=utf-8", body: body.into() }
+    pub fn text(status: u16, body: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: Body::Text(body.into()),
+        }
     }
+}
+
+/// The path of a target without its query string or fragment.
+fn route_path(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or("")
 }
 
 /// Routes a request line: GET and HEAD on known paths, 405 for other
 /// methods on them, 404 for anything else. The query string is ignored.
 pub fn route(method: &str, url: &str) -> Result<Route, Reply> {
-    let path = url.split(['?', '#']).next().unwrap_or("");
+    let path = route_path(url);
     let Some(&(_, r)) = ROUTES.iter().find(|(p, _)| *p == path) else {
-        return Err(Reply::text(404, "not found: try /metrics, /status or /healthz\n"));
+        return Err(Reply::text(
+            404,
+            "not found: try /metrics, /status or /healthz\n",
+        ));
     };
     match method {
         "GET" | "HEAD" => Ok(r),
-        _ => Err(Reply::text(405, format!("method {method} not allowed: use GET\n"))),
+        _ => Err(Reply::text(
+            405,
+            format!("method {method} not allowed: use GET\n"),
+        )),
     }
+}
+
+/// Whether a target needs credentials when an auth file is set: all but
+/// `/healthz`, unknown paths included (a 404 would tell what exists).
+pub fn needs_auth(url: &str) -> bool {
+    route_path(url) != "/healthz"
 }
 
 /// Answers a request from the latest published rendering.
@@ -74,13 +168,23 @@ pub fn respond(method: &str, url: &str, published: &Published, stale_after: Dura
         Route::Index => Reply {
             status: 200,
             content_type: "text/html; charset=utf-8",
-            body: "<html><head><title>NetProbe</title></head><body><h1>NetProbe</h1>\
-                   <p><a href=\"/metrics\">/metrics</a> <a href=\"/status\">/status</a> \
-                   <a href=\"/healthz\">/healthz</a></p></body></html>\n"
-                .into(),
+            body: Body::Text(
+                "<html><head><title>NetProbe</title></head><body><h1>NetProbe</h1>\
+                 <p><a href=\"/metrics\">/metrics</a> <a href=\"/status\">/status</a> \
+                 <a href=\"/healthz\">/healthz</a></p></body></html>\n"
+                    .into(),
+            ),
         },
-        Route::Metrics => Reply { status: 200, content_type: crate::metrics::CONTENT_TYPE, body: latest.metrics.clone() },
-        Route::Status => Reply { status: 200, content_type: "application/json", body: latest.status.clone() },
+        Route::Metrics => Reply {
+            status: 200,
+            content_type: crate::metrics::CONTENT_TYPE,
+            body: Body::Metrics(latest),
+        },
+        Route::Status => Reply {
+            status: 200,
+            content_type: "application/json",
+            body: Body::Status(latest),
+        },
         Route::Healthz => {
             let c = &latest.snapshot.collection;
             let now = std::time::SystemTime::now()
@@ -92,7 +196,13 @@ pub fn respond(method: &str, url: &str, published: &Published, stale_after: Dura
             } else if let Some(e) = &c.last_error {
                 Reply::text(503, format!("last collection failed: {e}\n"))
             } else if now - c.last_collection > stale_after.as_secs_f64() {
-                Reply::text(503, format!("stale: last collection {:.0}s ago\n", now - c.last_collection))
+                Reply::text(
+                    503,
+                    format!(
+                        "stale: last collection {:.0}s ago\n",
+                        now - c.last_collection
+                    ),
+                )
             } else {
                 Reply::text(200, "ok\n")
             }
@@ -100,10 +210,30 @@ pub fn respond(method: &str, url: &str, published: &Published, stale_after: Dura
     }
 }
 
+/// The HTTP server, with bounds on everything a client controls:
+///
+/// - at most `max_connections` open at once, one thread each (plus one
+///   accept thread); at the limit a new connection takes the place of the
+///   one that has waited longest for its request head (a slow or idle
+///   client: one that sends its request at once never waits), and if every
+///   connection is busy writing a response it gets `503` and is closed;
+/// - a request head must arrive whole within `timeout` of the connection
+///   (or of the previous response): a total deadline, so a byte now and
+///   then does not extend it (`408` if part of a request came);
+/// - a head larger than `max_request_bytes` gets `431`, a malformed one
+///   `400`, a body is never read (the connection closes after the answer);
+/// - a response must be taken within `timeout`, or the connection closes;
+/// - `accept()` errors never stop the server: on EMFILE/ENFILE it closes
+///   the pending connection with a reserved descriptor and backs off
+///   10 ms; on other errors it backs off or carries on.
+///
+/// Keep-alive works for HTTP/1.1 with the same limits per request.
 pub struct MetricsServer {
-    server: Arc<Server>,
-    workers: Vec<JoinHandle<()>>,
+    listener: Option<TcpListener>,
     local: SocketAddr,
+    config: ServerConfig,
+    shared: Option<Arc<server::Shared>>,
+    accept: Option<JoinHandle<()>>,
 }
 
 impl MetricsServer {
@@ -113,65 +243,68 @@ impl MetricsServer {
     /// The address is in use or not available on this host.
     pub fn bind(config: &ServerConfig) -> Result<MetricsServer, String> {
         let addr = SocketAddr::new(config.address, config.port);
-        let server = Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let local = server.server_addr().to_ip().unwrap_or(addr);
-        Ok(MetricsServer { server: Arc::new(server), workers: Vec::new(), local })
+        let listener =
+            TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        // std listens with a backlog of 128; under a connect flood a full
+        // backlog makes a scraper's SYN wait for a retransmit (1 s), so
+        // allow more (the kernel caps it at net.core.somaxconn). A second
+        // listen() on a listening socket only changes the backlog.
+        // SAFETY: a valid listening socket descriptor we own.
+        unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), LISTEN_BACKLOG) };
+        let local = listener.local_addr().unwrap_or(addr);
+        Ok(MetricsServer {
+            listener: Some(listener),
+            local,
+            config: config.clone(),
+            shared: None,
+            accept: None,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
-    /// Starts `workers` threads answering from `published`. A collection
-    /// older than `stale_after` makes /healthz answer 503.
+    /// Starts answering from `published`, with `workers` threads kept
+    /// ready. A collection older than `stale_after` makes /healthz answer
+    /// 503. Calling it twice does nothing the second time.
     pub fn start(&mut self, workers: usize, published: Arc<Published>, stale_after: Duration) {
-        for n in 0..workers.max(1) {
-            let server = self.server.clone();
-            let published = published.clone();
-            let h = std::thread::Builder::new()
-                .name(format!("http-{n}"))
-                .spawn(move || {
-                    while let Ok(rq) = server.recv() {
-                        serve(rq, &published, stale_after);
-                    }
-                })
-                .expect("spawning an HTTP worker thread");
-            self.workers.push(h);
-        }
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
+        let limits = server::Limits {
+            max_connections: self.config.max_connections.max(1),
+            timeout: self.config.timeout.max(Duration::from_millis(1)),
+            max_request_bytes: self.config.max_request_bytes.max(64),
+            min_threads: workers.clamp(1, self.config.max_connections.max(1)),
+        };
+        let shared = server::Shared::new(limits, published, stale_after, self.config.auth.clone());
+        self.accept = Some(server::start(shared.clone(), listener));
+        self.shared = Some(shared);
     }
 
-    /// Stops the workers and closes the listener.
+    /// Counters of what the server did and refused, and what it holds now.
+    pub fn stats(&self) -> ServerStats {
+        self.shared.as_ref().map(|s| s.stats()).unwrap_or_default()
+    }
+
+    /// Stops accepting, closes every connection and waits (at most about
+    /// two seconds) for the threads to end.
     pub fn shutdown(mut self) {
-        for _ in &self.workers {
-            self.server.unblock();
-        }
-        for w in self.workers.drain(..) {
-            let _ = w.join();
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            shared.stop(self.accept.take());
         }
     }
 }
 
-fn serve(rq: Request, published: &Published, stale_after: Duration) {
-    let method = match rq.method() {
-        Method::Get => "GET",
-        Method::Head => "HEAD",
-        m => m.as_str(),
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop();
     }
-    .to_string();
-    let reply = respond(&method, rq.url(), published, stale_after);
-    let mut resp = Response::from_string(reply.body)
-        .with_status_code(reply.status)
-        .with_header(header("Content-Type", reply.content_type));
-    if reply.status == 405 {
-        resp = resp.with_header(header("Allow", "GET, HEAD"));
-    }
-    if let Err(e) = rq.respond(resp) {
-        log::debug!("writing HTTP response: {e}");
-    }
-}
-
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
 }
 
 #[cfg(test)]
@@ -190,6 +323,8 @@ mod tests {
         assert_eq!(route("POST", "/metrics").unwrap_err().status, 405);
         assert_eq!(route("DELETE", "/status").unwrap_err().status, 405);
         assert_eq!(route("POST", "/nope").unwrap_err().status, 404);
+        assert!(needs_auth("/metrics") && needs_auth("/nope") && needs_auth("/"));
+        assert!(!needs_auth("/healthz") && !needs_auth("/healthz?x"));
     }
 
     #[test]
@@ -199,13 +334,40 @@ mod tests {
         assert_eq!(r.status, 503);
         let mut s = crate::snapshot::Snapshot::default();
         s.collection.collections_total = 1;
-        s.collection.last_collection =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
-        p.store(crate::snapshot::Rendered { snapshot: s.clone(), metrics: "m\n".into(), status: "{}".into() });
-        assert_eq!(respond("GET", "/healthz", &p, Duration::from_secs(15)).status, 200);
-        assert_eq!(respond("GET", "/metrics", &p, Duration::from_secs(15)).body, "m\n");
+        s.collection.last_collection = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        p.store(crate::snapshot::Rendered {
+            snapshot: s.clone(),
+            metrics: "m\n".into(),
+            status: "{}".into(),
+        });
+        assert_eq!(
+            respond("GET", "/healthz", &p, Duration::from_secs(15)).status,
+            200
+        );
+        assert_eq!(
+            respond("GET", "/metrics", &p, Duration::from_secs(15))
+                .body
+                .as_str(),
+            "m\n"
+        );
+        assert_eq!(
+            respond("GET", "/status", &p, Duration::from_secs(15))
+                .body
+                .as_str(),
+            "{}"
+        );
         s.collection.last_collection -= 60.0;
-        p.store(crate::snapshot::Rendered { snapshot: s, metrics: String::new(), status: String::new() });
-        assert_eq!(respond("GET", "/healthz", &p, Duration::from_secs(15)).status, 503);
+        p.store(crate::snapshot::Rendered {
+            snapshot: s,
+            metrics: String::new(),
+            status: String::new(),
+        });
+        assert_eq!(
+            respond("GET", "/healthz", &p, Duration::from_secs(15)).status,
+            503
+        );
     }
 }

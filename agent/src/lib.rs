@@ -12,9 +12,11 @@
 pub mod abi;
 pub mod collector;
 pub mod config;
+pub mod detect;
 pub mod http;
 pub mod kernel;
 pub mod linkwatch;
+pub mod lists;
 pub mod manager;
 pub mod metrics;
 pub mod netif;
@@ -23,4 +25,5 @@ pub mod pins;
 pub mod probes;
 pub mod rates;
 pub mod snapshot;
+pub mod sockets;
 pub mod testrun;

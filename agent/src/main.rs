@@ -6,6 +6,7 @@ use std::time::Duration;
 use log::{error, info};
 use netprobe::collector::{Collector, CollectorConfig, Selection};
 use netprobe::config::Args;
+use netprobe::http::auth::Credentials;
 use netprobe::http::{MetricsServer, ServerConfig};
 use netprobe::manager::{Manager, ProbeConfig};
 use netprobe::snapshot::Published;
@@ -71,6 +72,10 @@ fn run(args: Args) -> Result<(), Failure> {
             })?;
         }
     }
+    let auth = match &args.metrics_auth_file {
+        Some(path) => Some(std::sync::Arc::new(Credentials::load(path).map_err(Failure::Usage)?)),
+        None => None,
+    };
     let kv = kernel::KernelVersion::current();
     if kv < kernel::MINIMUM {
         return Err(Failure::Runtime(format!(
@@ -80,11 +85,21 @@ fn run(args: Args) -> Result<(), Failure> {
     }
 
     // Bind first: a busy port fails before anything is attached.
-    let server_config =
-        ServerConfig { address: args.listen_address, port: args.metrics_port, workers: args.http_workers };
+    let server_config = ServerConfig {
+        address: args.listen_address,
+        port: args.metrics_port,
+        workers: args.http_workers,
+        max_connections: args.http_max_connections,
+        timeout: args.http_timeout,
+        max_request_bytes: args.http_max_request_bytes,
+        auth,
+    };
     let mut server = MetricsServer::bind(&server_config).map_err(Failure::Runtime)?;
 
-    let manager = Manager::load(ProbeConfig::from(&args)).map_err(|e| Failure::Runtime(e.to_string()))?;
+    let mut probe_config = ProbeConfig::from(&args);
+    probe_config.detect = netprobe::detect::DetectConfig::from_args(&args).map_err(Failure::Usage)?;
+    let mut manager = Manager::load(probe_config.clone()).map_err(|e| Failure::Runtime(e.to_string()))?;
+    let detector = netprobe::detect::Detector::new(&probe_config.detect, manager.take_detect_maps());
     let selection = match filter.clone() {
         Some(f) => Selection::Filter(f),
         None => Selection::AllUp,
@@ -100,6 +115,8 @@ fn run(args: Args) -> Result<(), Failure> {
         },
         published.clone(),
     );
+    collector.set_sockets(netprobe::sockets::SocketLayer::start(&(&args).into()));
+    collector.set_detector(detector);
     let failures = collector.sync_interfaces();
     for (name, e) in &failures {
         // An interface the operator named must work; discovered ones may not.

@@ -34,6 +34,8 @@ pub struct ProbeConfig {
     /// bpffs directory for maps and links that outlive the agent; `None`
     /// keeps everything in the process (gone when it exits).
     pub pin_path: Option<PathBuf>,
+    /// Detection thresholds, lists and mitigation (`crate::detect`).
+    pub detect: crate::detect::DetectConfig,
 }
 
 impl Default for ProbeConfig {
@@ -46,6 +48,7 @@ impl Default for ProbeConfig {
             ringbuf_size: 256 * 1024,
             xdp_mode: XdpMode::Auto,
             pin_path: None,
+            detect: crate::detect::DetectConfig::default(),
         }
     }
 }
@@ -60,6 +63,8 @@ impl From<&Args> for ProbeConfig {
             ringbuf_size: a.ringbuf_size,
             xdp_mode: a.xdp_mode,
             pin_path: Some(a.pin_path.clone()).filter(|p| !p.as_os_str().is_empty()),
+            // Lists are read from files: main sets them (detect::DetectConfig::from_args).
+            detect: crate::detect::DetectConfig::default(),
         }
     }
 }
@@ -96,6 +101,8 @@ pub enum Error {
     AlreadyAttached(String),
     /// The pin directory cannot be used.
     Pins(String),
+    /// A detection map or list could not be set up (message names it).
+    Detect(String),
 }
 
 impl fmt::Display for Error {
@@ -117,7 +124,7 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::AlreadyAttached(i) => write!(f, "{i} is already attached"),
-            Error::Pins(m) => f.write_str(m),
+            Error::Pins(m) | Error::Detect(m) => f.write_str(m),
         }
     }
 }
@@ -173,6 +180,7 @@ pub struct Manager {
     tc_device_stats: PerCpuHashMap<MapData, TcDeviceKey, u64>,
     iface_config: HashMap<MapData, u32, IfaceConfig>,
     events: Option<RingBuf<MapData>>,
+    detect_maps: Option<crate::detect::kernel::DetectMaps>,
     attached: BTreeMap<String, Attached>,
     config: ProbeConfig,
     kernel: KernelVersion,
@@ -199,7 +207,20 @@ impl Manager {
                 loader.map_pin_path(name, pins.map_path(name));
             }
         }
+        let detect_globals = config.detect.globals();
+        for (name, g) in &detect_globals {
+            match g {
+                crate::detect::Global::U32(v) => loader.override_global(name, v, true),
+                crate::detect::Global::U64(v) => loader.override_global(name, v, true),
+            };
+        }
+        let d = &config.detect;
         let mut bpf = loader
+            .map_max_entries(probes::MAP_SCAN_STATE, d.scan_slots)
+            .map_max_entries(probes::MAP_FLOOD_STATE, d.flood_slots)
+            .map_max_entries(probes::MAP_BLOCKED_SOURCES, d.max_blocked)
+            .map_max_entries(probes::MAP_BLOCKLIST, d.max_list_entries)
+            .map_max_entries(probes::MAP_ALLOWLIST, d.max_list_entries)
             .map_max_entries(probes::MAP_PACKET_STATS, caps.packet_stats)
             .map_max_entries(probes::MAP_TC_DEVICE_STATS, caps.tc_device_stats)
             .map_max_entries(probes::MAP_IFACE_CONFIG, caps.iface_config)
@@ -222,6 +243,8 @@ impl Manager {
         let tc_device_stats = typed_map(&mut bpf, probes::MAP_TC_DEVICE_STATS)?;
         let iface_config = typed_map(&mut bpf, probes::MAP_IFACE_CONFIG)?;
         let events = Some(typed_map(&mut bpf, probes::MAP_EVENTS)?);
+        let mut detect_maps = crate::detect::kernel::DetectMaps::take(&mut bpf).map_err(Error::Detect)?;
+        detect_maps.load_config(&config.detect).map_err(Error::Detect)?;
 
         if !kernel.at_least(5, 9) {
             info!("kernel {kernel} has no bpf_link for XDP (5.9+): XDP attaches through netlink");
@@ -236,6 +259,7 @@ impl Manager {
             tc_device_stats,
             iface_config,
             events,
+            detect_maps: Some(detect_maps),
             attached: BTreeMap::new(),
             config,
             kernel,
@@ -252,6 +276,12 @@ impl Manager {
     /// task that drains it.
     pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
         self.events.take()
+    }
+
+    /// The detection maps (lists, blocks, counters); taken once, by the
+    /// collector's alert engine.
+    pub fn take_detect_maps(&mut self) -> Option<crate::detect::kernel::DetectMaps> {
+        self.detect_maps.take()
     }
 
     /// Attaches XDP (per `xdp_mode`) and both TC hooks to `interface`.

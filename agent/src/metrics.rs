@@ -203,6 +203,12 @@ pub fn render(s: &Snapshot) -> String {
         "Times a CPU ran out of new-flow budget (one event per CPU per second at most).")
         .sample(&[], s.events.flow_admission_limited_total);
 
+    if let Some(sockets) = &s.sockets {
+        crate::sockets::render_metrics(sockets, o);
+    }
+
+    crate::detect::render::render_metrics(o, &s.security);
+
     // The agent itself.
     let t = &s.interface_changes_total;
     Family::new(o, "netprobe_interface_changes_total", "counter",

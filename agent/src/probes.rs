@@ -25,6 +25,12 @@ pub fn bench_empty_object() -> &'static [u8] {
     include_object!("bench_empty.bpf.o")
 }
 
+/// The socket layer (`probes/socket.bpf.c`): BTF tracepoint programs and a
+/// TCP iterator, relocated with CO-RE against the kernel's BTF at load.
+pub fn socket_object() -> &'static [u8] {
+    include_object!("socket.bpf.o")
+}
+
 /// Program names in the object (the kernel keeps the first 15 bytes).
 pub const PROG_XDP: &str = "netprobe_xdp";
 pub const PROG_TC_INGRESS: &str = "netprobe_tc_ingress";
@@ -41,3 +47,37 @@ pub const MAP_EVENTS: &str = "events";
 /// `const volatile` globals the loader sets before load.
 pub const GLOBAL_FLOW_ADMIT_RATE: &str = "cfg_flow_admit_rate";
 pub const GLOBAL_FLOW_ADMIT_BURST: &str = "cfg_flow_admit_burst";
+
+/// Programs of the socket object, with the tracepoint each attaches to.
+pub const PROG_SOCK_STATE: &str = "netprobe_sock_state";
+pub const PROG_SOCK_RETRANS: &str = "netprobe_sock_retrans";
+pub const PROG_SOCK_SYNACK: &str = "netprobe_sock_synack";
+pub const PROG_SOCK_RST_OUT: &str = "netprobe_sock_rst_out";
+pub const PROG_SOCK_RST_IN: &str = "netprobe_sock_rst_in";
+pub const PROG_SOCK_ITER: &str = "netprobe_sock_iter";
+pub const SOCK_TRACEPOINTS: [(&str, &str); 5] = [
+    (PROG_SOCK_STATE, "inet_sock_set_state"),
+    (PROG_SOCK_RETRANS, "tcp_retransmit_skb"),
+    (PROG_SOCK_SYNACK, "tcp_retransmit_synack"),
+    (PROG_SOCK_RST_OUT, "tcp_send_reset"),
+    (PROG_SOCK_RST_IN, "tcp_receive_reset"),
+];
+
+/// Maps of the socket object.
+pub const MAP_SOCK_STATS: &str = "sock_stats";
+pub const MAP_SOCK_CONNS: &str = "sock_conns";
+pub const MAP_SOCK_LISTENERS: &str = "sock_listeners";
+pub const MAP_SOCK_EVENTS: &str = "sock_events";
+
+/// Network namespace the socket probes count (0: all).
+pub const GLOBAL_SOCK_NETNS: &str = "cfg_netns";
+
+/// Detection and mitigation maps (`probes/include/detect.h`).
+pub const MAP_SCAN_STATE: &str = "scan_state";
+pub const MAP_FLOOD_STATE: &str = "flood_state";
+pub const MAP_IFACE_RATE: &str = "iface_rate";
+pub const MAP_DETECT_STATS: &str = "detect_stats";
+pub const MAP_BLOCKLIST: &str = "blocklist";
+pub const MAP_ALLOWLIST: &str = "allowlist";
+pub const MAP_BLOCKED_SOURCES: &str = "blocked_sources";
+pub const MAP_ALLOWED_PORTS: &str = "allowed_ports";

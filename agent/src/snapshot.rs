@@ -27,6 +27,12 @@ pub struct Snapshot {
     pub interface_changes: Vec<InterfaceChange>,
     /// Interface changes since start: attached, vanished, refused.
     pub interface_changes_total: ChangeCounters,
+    /// Alerts, blocks and detection counters (crate::detect).
+    pub security: crate::detect::render::SecuritySnapshot,
+    /// The TCP socket layer (agent/src/sockets); absent when the library
+    /// user did not set one up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sockets: Option<crate::sockets::SocketSnapshot>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

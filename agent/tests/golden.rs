@@ -102,6 +102,8 @@ fn snapshot() -> Snapshot {
             },
         ],
         interface_changes_total: ChangeCounters { attached: 1, vanished: 0, refused: 1 },
+        sockets: None,
+        security: Default::default(),
     }
 }
 

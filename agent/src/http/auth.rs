@@ -1,0 +1,300 @@
+//! `--metrics-auth-file`: one credential that `/metrics`, `/status` and
+//! `/` then require (`/healthz` stays open, so a load balancer or kubelet
+//! probe needs no secret; it reveals only "ok" or why collection stalls).
+//!
+//! File format (UTF-8, at most 64 KiB): blank lines and lines starting with
+//! `#` are ignored; exactly one other line holds the credential, either
+//!
+//! - `Bearer TOKEN`: clients send `Authorization: Bearer TOKEN`; TOKEN is
+//!   visible ASCII without spaces (a line whose first word is `Bearer` is
+//!   always read as a token), or
+//! - `USER:PASSWORD`: HTTP basic auth; USER is not empty and has no `:`,
+//!   PASSWORD is the rest of the line (it may hold `:`; not empty).
+//!
+//! The secret is compared in constant time, never logged and never put in
+//! an error message; `Debug` prints it as `<redacted>`, and its bytes are
+//! zeroed when the credential is dropped.
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+
+/// Largest auth file read.
+const MAX_FILE_BYTES: u64 = 64 * 1024;
+/// Longest bearer token or basic-auth line.
+const MAX_SECRET_BYTES: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    Basic,
+}
+
+/// The one credential the server accepts.
+#[derive(Clone)]
+pub struct Credentials {
+    scheme: Scheme,
+    /// What must follow the scheme in `Authorization`: the token, or
+    /// base64("USER:PASSWORD"). Zeroed on drop.
+    expected: Vec<u8>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("scheme", &self.scheme)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Drop for Credentials {
+    fn drop(&mut self) {
+        for b in self.expected.iter_mut() {
+            // SAFETY: b is a valid, aligned &mut u8; a volatile write keeps
+            // the compiler from dropping the zeroing as a dead store.
+            unsafe { std::ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
+impl Credentials {
+    /// Reads and parses an auth file. The error names the file and what is
+    /// wrong with it, never its content.
+    ///
+    /// # Errors
+    /// The file is missing, unreadable, larger than 64 KiB, not UTF-8,
+    /// empty, or its line is not in one of the two formats.
+    pub fn load(path: &Path) -> Result<Credentials, String> {
+        let what = format!("--metrics-auth-file {}", path.display());
+        let file = std::fs::File::open(path).map_err(|e| format!("{what}: cannot open: {e}"))?;
+        let mut raw = Vec::new();
+        file.take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut raw)
+            .map_err(|e| format!("{what}: cannot read: {e}"))?;
+        if raw.len() as u64 > MAX_FILE_BYTES {
+            return Err(format!(
+                "{what}: larger than {} KiB; it should hold one line",
+                MAX_FILE_BYTES / 1024
+            ));
+        }
+        let parsed = std::str::from_utf8(&raw)
+            .map_err(|_| format!("{what}: not UTF-8 text"))
+            .and_then(|text| Credentials::parse(text).map_err(|why| format!("{what}: {why}")));
+        raw.iter_mut().for_each(|b| *b = 0);
+        let creds = parsed?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(path) {
+                if meta.permissions().mode() & 0o077 != 0 {
+                    log::warn!("{what} is readable by group or others: chmod 600 it");
+                }
+            }
+        }
+        Ok(creds)
+    }
+
+    /// Parses the content of an auth file (see the module docs). The error
+    /// is a fixed phrase; it never quotes the input.
+    ///
+    /// # Errors
+    /// No credential line, more than one, or one in neither format.
+    pub fn parse(text: &str) -> Result<Credentials, &'static str> {
+        let mut lines = text
+            .split('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+        let line = lines
+            .next()
+            .ok_or("holds no credentials: write one line, `Bearer TOKEN` or `USER:PASSWORD`")?;
+        if lines.next().is_some() {
+            return Err(
+                "holds more than one credential line: keep one (`Bearer TOKEN` or `USER:PASSWORD`)",
+            );
+        }
+        let line = line.trim_matches([' ', '\t']);
+        if line.len() > MAX_SECRET_BYTES {
+            return Err("credential line is longer than 4096 bytes");
+        }
+        if line.chars().any(char::is_control) {
+            return Err("credential line holds a control character");
+        }
+        let (scheme, rest) = match line.split_once([' ', '\t']) {
+            Some((s, rest)) => (s, Some(rest)),
+            None => (line, None),
+        };
+        // A line whose first word is `Bearer` is a token, even if it holds ':'.
+        if scheme.eq_ignore_ascii_case("bearer") {
+            let token = rest.unwrap_or("").trim_matches([' ', '\t']);
+            if token.is_empty() {
+                return Err("`Bearer` is not followed by a token");
+            }
+            if !token.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+                return Err("bearer token must be visible ASCII without spaces");
+            }
+            return Ok(Credentials {
+                scheme: Scheme::Bearer,
+                expected: token.as_bytes().to_vec(),
+            });
+        }
+        let (user, password) = line
+            .split_once(':')
+            .ok_or("is neither `Bearer TOKEN` nor `USER:PASSWORD` (no ':' found)")?;
+        if user.is_empty() {
+            return Err("basic-auth user name is empty (expected `USER:PASSWORD`)");
+        }
+        if password.is_empty() {
+            return Err("basic-auth password is empty (expected `USER:PASSWORD`)");
+        }
+        Ok(Credentials {
+            scheme: Scheme::Basic,
+            expected: base64(line.as_bytes()),
+        })
+    }
+
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// The `WWW-Authenticate` value of a 401.
+    pub fn challenge(&self) -> &'static str {
+        match self.scheme {
+            Scheme::Bearer => "Bearer realm=\"netprobe\"",
+            Scheme::Basic => "Basic realm=\"netprobe\", charset=\"UTF-8\"",
+        }
+    }
+
+    /// Whether an `Authorization` header value carries this credential.
+    /// The scheme name is case-insensitive; the secret is compared in time
+    /// that depends only on the expected secret's length.
+    pub fn check(&self, authorization: Option<&str>) -> bool {
+        let Some(value) = authorization else {
+            return false;
+        };
+        let value = value.trim_matches([' ', '\t']);
+        let (scheme, given) = value.split_once([' ', '\t']).unwrap_or((value, ""));
+        let scheme_ok = match self.scheme {
+            Scheme::Bearer => scheme.eq_ignore_ascii_case("bearer"),
+            Scheme::Basic => scheme.eq_ignore_ascii_case("basic"),
+        };
+        let secret_ok =
+            constant_time_eq(given.trim_matches([' ', '\t']).as_bytes(), &self.expected);
+        scheme_ok & secret_ok
+    }
+}
+
+/// Compares `given` with `expected` touching every byte of `expected`
+/// whatever `given` holds, so the time reveals neither where they differ
+/// nor (beyond `expected`'s own length) how long the secret is.
+pub fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = (given.len() ^ expected.len()) as u64;
+    for (i, &e) in expected.iter().enumerate() {
+        let g = given.get(i).copied().unwrap_or(0);
+        diff |= u64::from(g ^ e);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// Standard base64 with padding (RFC 4648), as HTTP basic auth sends it.
+/// Encoding the expected credentials once means no decoder parses what a
+/// client sends.
+pub fn base64(data: &[u8]) -> Vec<u8> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * k)) as usize & 63]);
+            } else {
+                out.push(b'=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+        ] {
+            assert_eq!(base64(i.as_bytes()), o.as_bytes());
+        }
+        assert_eq!(
+            base64(b"Aladdin:open sesame"),
+            b"QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+    }
+
+    #[test]
+    fn bearer() {
+        let c = Credentials::parse("# scrape token\n\nBearer s3cr3t-T0ken\n").unwrap();
+        assert_eq!(c.scheme(), Scheme::Bearer);
+        assert!(c.check(Some("Bearer s3cr3t-T0ken")));
+        assert!(c.check(Some("bearer  s3cr3t-T0ken ")));
+        assert!(!c.check(Some("Bearer s3cr3t-T0ke")));
+        assert!(!c.check(Some("Bearer s3cr3t-T0kenX")));
+        assert!(!c.check(Some("Basic s3cr3t-T0ken")));
+        assert!(!c.check(Some("s3cr3t-T0ken")));
+        assert!(!c.check(None));
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn basic() {
+        let c = Credentials::parse("prom:pa:ss word\r\n").unwrap();
+        assert_eq!(c.scheme(), Scheme::Basic);
+        let good = format!(
+            "Basic {}",
+            String::from_utf8(base64(b"prom:pa:ss word")).unwrap()
+        );
+        assert!(c.check(Some(&good)));
+        assert!(!c.check(Some(&good.replace("Basic", "Bearer"))));
+        assert!(!c.check(Some("Basic cHJvbTpwYXNz")));
+        assert!(c.challenge().starts_with("Basic realm="));
+    }
+
+    #[test]
+    fn refusals_never_quote_the_secret() {
+        for bad in [
+            "",
+            "\n# only a comment\n",
+            "Bearer",
+            "Bearer   ",
+            "hunter2",
+            ":hunter2",
+            "hunter2:",
+            "a:b\nc:d",
+            "Bearer hunter2 hunter2",
+            "Bearer hun\u{7}ter2",
+        ] {
+            let e = Credentials::parse(bad).unwrap_err();
+            assert!(!e.contains("hunter2"), "{bad:?} -> {e}");
+        }
+    }
+
+    #[test]
+    fn constant_time_eq_is_eq() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+        assert!(!constant_time_eq(b"abc\0", b"abc"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

@@ -1,0 +1,841 @@
+//! The guarded front door: our own accept loop, a bounded pool of
+//! connection threads, deadlines on every read and write, and eviction of
+//! the slowest client when the pool is full. tiny_http writes the
+//! responses (`Response::raw_print`) and parses the header fields.
+//!
+//! Every connection admitted holds a slot until it closes, and slots never
+//! exceed `max_connections`. Threads never exceed `max_connections` either:
+//! a thread serves one connection at a time, one is started only when more
+//! connections wait than threads idle, and idle threads beyond
+//! `min_threads` stop after `IDLE_EXIT` without work.
+
+use std::collections::VecDeque;
+use std::io::{self, BufWriter, Cursor, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tiny_http::{HTTPVersion, Header, Method, Response, StatusCode};
+
+use super::auth::Credentials;
+use super::head::{cannot_be_request, has_request_bytes, parse_head, HeadScanner};
+use super::{needs_auth, respond, Reply};
+use crate::snapshot::Published;
+
+/// Idle threads beyond `min_threads` stop after this long without work.
+const IDLE_EXIT: Duration = Duration::from_secs(5);
+/// How long a new connection waits for an evicted one to free its slot.
+const EVICT_WAIT: Duration = Duration::from_millis(200);
+/// Back-off after an accept error that more accepting cannot fix.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+/// How often the accept loop looks at the stop flag.
+const POLL_MS: libc::c_int = 100;
+/// After an error response: time and bytes to drain before closing, so
+/// the close sends FIN rather than RST and the client reads the error.
+const LINGER: Duration = Duration::from_millis(100);
+const LINGER_BYTES: usize = 64 * 1024;
+/// Error responses get at most this long to be written.
+const ERROR_WRITE: Duration = Duration::from_secs(1);
+/// Stack of a connection thread; it holds a 4 KiB read buffer and
+/// tiny_http's 8 KiB copy buffer.
+const THREAD_STACK: usize = 256 * 1024;
+/// How often the accept loop logs a summary of what it refused.
+const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+pub(super) struct Limits {
+    pub max_connections: usize,
+    pub timeout: Duration,
+    pub max_request_bytes: usize,
+    pub min_threads: usize,
+}
+
+/// What the server did and refused since it started, and what it holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Connections accepted (admitted or refused).
+    pub accepted: u64,
+    /// Connections refused with 503 because every slot was busy responding.
+    pub refused_busy: u64,
+    /// Connections closed to make room: the one waiting longest for its head.
+    pub evicted: u64,
+    /// Requests answered (any status, errors included).
+    pub requests: u64,
+    /// 408: part of a head came, not all of it, within the timeout.
+    pub timed_out: u64,
+    /// 431: head larger than the limit, or too many header fields.
+    pub too_large: u64,
+    /// 400 and 505: malformed heads.
+    pub bad_requests: u64,
+    /// 401: missing or wrong credentials.
+    pub unauthorized: u64,
+    /// Responses not taken within the timeout (or the client went away).
+    pub write_failures: u64,
+    /// `accept()` failures (the loop carried on after each).
+    pub accept_errors: u64,
+    /// Connections open now.
+    pub open_connections: usize,
+    /// Connection threads alive now (the accept thread not counted).
+    pub threads: usize,
+}
+
+#[derive(Default)]
+struct Counters {
+    accepted: AtomicU64,
+    refused_busy: AtomicU64,
+    evicted: AtomicU64,
+    requests: AtomicU64,
+    timed_out: AtomicU64,
+    too_large: AtomicU64,
+    bad_requests: AtomicU64,
+    unauthorized: AtomicU64,
+    write_failures: AtomicU64,
+    accept_errors: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// An admitted connection.
+struct Slot {
+    id: u64,
+    stream: Arc<TcpStream>,
+    /// Since when it has waited for a request head; `None` while a response
+    /// is being written (or once it was chosen for eviction).
+    waiting_since: Option<Instant>,
+    /// Admitted but no thread has taken it yet.
+    queued: bool,
+}
+
+struct Job {
+    id: u64,
+    stream: Arc<TcpStream>,
+    peer: Option<SocketAddr>,
+    accepted_at: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    slots: Vec<Slot>,
+    queue: VecDeque<Job>,
+    threads: usize,
+    idle: usize,
+    next_id: u64,
+    next_thread: u64,
+}
+
+pub(super) struct Shared {
+    limits: Limits,
+    published: Arc<Published>,
+    stale_after: Duration,
+    auth: Option<Arc<Credentials>>,
+    state: Mutex<State>,
+    /// Threads wait here for a queued connection.
+    work: Condvar,
+    /// The accept thread (eviction) and `stop` wait here for slots and
+    /// threads to go away.
+    freed: Condvar,
+    stop: AtomicBool,
+    counters: Counters,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub(super) fn new(
+        limits: Limits,
+        published: Arc<Published>,
+        stale_after: Duration,
+        auth: Option<Arc<Credentials>>,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            limits,
+            published,
+            stale_after,
+            auth,
+            state: Mutex::new(State::default()),
+            work: Condvar::new(),
+            freed: Condvar::new(),
+            stop: AtomicBool::new(false),
+            counters: Counters::default(),
+        })
+    }
+
+    pub(super) fn stats(&self) -> ServerStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let st = lock(&self.state);
+        ServerStats {
+            accepted: get(&c.accepted),
+            refused_busy: get(&c.refused_busy),
+            evicted: get(&c.evicted),
+            requests: get(&c.requests),
+            timed_out: get(&c.timed_out),
+            too_large: get(&c.too_large),
+            bad_requests: get(&c.bad_requests),
+            unauthorized: get(&c.unauthorized),
+            write_failures: get(&c.write_failures),
+            accept_errors: get(&c.accept_errors),
+            open_connections: st.slots.len(),
+            threads: st.threads,
+        }
+    }
+
+    /// Stops the accept loop, closes every connection, and waits (bounded)
+    /// for the connection threads to end.
+    pub(super) fn stop(&self, accept: Option<JoinHandle<()>>) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = accept {
+            let _ = h.join();
+        }
+        let mut st = lock(&self.state);
+        for s in &st.slots {
+            let _ = s.stream.shutdown(Shutdown::Both);
+        }
+        self.work.notify_all();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while st.threads > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                log::warn!(
+                    "HTTP: {} connection threads still running at shutdown",
+                    st.threads
+                );
+                break;
+            }
+            st = self
+                .freed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Takes a new connection in, making room if the slots are full.
+    fn admit(self: &Arc<Self>, stream: TcpStream, peer: Option<SocketAddr>) {
+        bump(&self.counters.accepted);
+        let stream = Arc::new(stream);
+        let accepted_at = Instant::now();
+        let mut st = lock(&self.state);
+        if st.slots.len() >= self.limits.max_connections {
+            st = self.make_room(st);
+            if st.slots.len() >= self.limits.max_connections {
+                drop(st);
+                bump(&self.counters.refused_busy);
+                refuse(&stream);
+                return;
+            }
+        }
+        let id = st.next_id;
+        st.next_id += 1;
+        st.slots.push(Slot {
+            id,
+            stream: stream.clone(),
+            waiting_since: Some(accepted_at),
+            queued: true,
+        });
+        st.queue.push_back(Job {
+            id,
+            stream,
+            peer,
+            accepted_at,
+        });
+        if st.queue.len() > st.idle && st.threads < self.limits.max_connections {
+            self.spawn_thread(&mut st);
+        }
+        self.work.notify_one();
+    }
+
+    /// Closes the connection that has waited longest for its request head
+    /// and waits (briefly) for its slot to be freed.
+    fn make_room<'a>(&self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let victim = st
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.waiting_since.map(|t| (t, i)))
+            .min();
+        let Some((_, i)) = victim else { return st };
+        bump(&self.counters.evicted);
+        let slot = &mut st.slots[i];
+        slot.waiting_since = None;
+        let _ = slot.stream.shutdown(Shutdown::Both);
+        if slot.queued {
+            let id = slot.id;
+            st.slots.swap_remove(i);
+            st.queue.retain(|j| j.id != id);
+            return st;
+        }
+        // Its thread reads EOF at once and frees the slot.
+        let deadline = Instant::now() + EVICT_WAIT;
+        while st.slots.len() >= self.limits.max_connections {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = self
+                .freed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        st
+    }
+
+    fn spawn_thread(self: &Arc<Self>, st: &mut State) {
+        let shared = self.clone();
+        let n = st.next_thread;
+        let spawned = std::thread::Builder::new()
+            .name(format!("http-{n}"))
+            .stack_size(THREAD_STACK)
+            .spawn(move || shared.worker());
+        match spawned {
+            Ok(_) => {
+                st.threads += 1;
+                st.next_thread += 1;
+            }
+            // The connection stays queued for a running thread.
+            Err(e) => log::warn!("HTTP: cannot start a connection thread: {e}"),
+        }
+    }
+
+    /// A connection thread: serves queued connections one at a time.
+    fn worker(self: Arc<Self>) {
+        let mut st = lock(&self.state);
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                break;
+            }
+            if let Some(job) = st.queue.pop_front() {
+                if let Some(s) = st.slots.iter_mut().find(|s| s.id == job.id) {
+                    s.queued = false;
+                }
+                drop(st);
+                self.serve(&job);
+                st = lock(&self.state);
+                st.slots.retain(|s| s.id != job.id);
+                self.freed.notify_all();
+                continue;
+            }
+            st.idle += 1;
+            let (guard, wait) = self
+                .work
+                .wait_timeout(st, IDLE_EXIT)
+                .unwrap_or_else(|e| e.into_inner());
+            st = guard;
+            st.idle -= 1;
+            if wait.timed_out() && st.queue.is_empty() && st.threads > self.limits.min_threads {
+                break;
+            }
+        }
+        st.threads -= 1;
+        self.freed.notify_all();
+    }
+
+    fn set_waiting(&self, id: u64, since: Option<Instant>) {
+        let mut st = lock(&self.state);
+        if let Some(s) = st.slots.iter_mut().find(|s| s.id == id) {
+            s.waiting_since = since;
+        }
+    }
+
+    /// Serves one connection: requests until the client closes, asks to
+    /// close, errs, or idles past the timeout.
+    fn serve(&self, job: &Job) {
+        let stream: &TcpStream = &job.stream;
+        let _ = stream.set_nodelay(true);
+        let timeout = self.limits.timeout;
+        let mut buf = Vec::with_capacity(1024.min(self.limits.max_request_bytes));
+        let mut deadline = job.accepted_at + timeout;
+        loop {
+            let mut scan = HeadScanner::default();
+            let end = match read_head(
+                stream,
+                &mut buf,
+                &mut scan,
+                deadline,
+                self.limits.max_request_bytes,
+            ) {
+                Ok(end) => end,
+                Err(HeadRead::Closed) => return,
+                Err(HeadRead::TimedOut) => {
+                    // An idle connection just closes; a partial request hears why.
+                    if has_request_bytes(&buf) {
+                        bump(&self.counters.timed_out);
+                        self.send_error(stream, 408, "request head not received in time\n");
+                    }
+                    return;
+                }
+                Err(HeadRead::NotHttp) => {
+                    bump(&self.counters.bad_requests);
+                    self.send_error(stream, 400, "bad request: not an HTTP/1.x request\n");
+                    return;
+                }
+                Err(HeadRead::TooLarge) => {
+                    bump(&self.counters.too_large);
+                    self.send_error(stream, 431, "request head too large\n");
+                    return;
+                }
+            };
+            self.set_waiting(job.id, None);
+            let keep_alive = self.answer(stream, &buf[..end], job.peer);
+            if !keep_alive || self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            buf.drain(..end);
+            let now = Instant::now();
+            deadline = now + timeout;
+            self.set_waiting(job.id, Some(now));
+        }
+    }
+
+    /// Answers one complete head. Returns whether the connection stays open.
+    fn answer(&self, stream: &TcpStream, head: &[u8], peer: Option<SocketAddr>) -> bool {
+        let req = match parse_head(head).and_then(|r| r.has_body().map(|b| (r, b))) {
+            Ok(r) => r,
+            Err(e) => {
+                if e.status() == 431 {
+                    bump(&self.counters.too_large);
+                } else {
+                    bump(&self.counters.bad_requests);
+                }
+                self.send_error(stream, e.status(), &format!("{e}\n"));
+                return false;
+            }
+        };
+        let (req, has_body) = req;
+        bump(&self.counters.requests);
+        let path = req.path();
+        let method = req.method.as_str();
+        let reply = match &self.auth {
+            Some(creds) if needs_auth(path) && !creds.check(req.header("Authorization")) => {
+                bump(&self.counters.unauthorized);
+                Reply::text(
+                    401,
+                    "unauthorized: send the credentials in --metrics-auth-file\n",
+                )
+            }
+            _ => respond(method, path, &self.published, self.stale_after),
+        };
+        let keep_alive = req.keep_alive() && !has_body;
+        // HTTP/1.0 closes by default; HTTP/1.1 is told.
+        let announce_close = !keep_alive && req.version == HTTPVersion(1, 1);
+        let status = reply.status;
+        let deadline = Instant::now() + self.limits.timeout;
+        let written = write_reply(
+            stream,
+            reply,
+            self.challenge(),
+            &req.version,
+            &req.headers,
+            req.method == Method::Head,
+            announce_close,
+            deadline,
+        );
+        log::debug!(
+            "HTTP {method} {} {status} from {}",
+            path.get(..path.len().min(200)).unwrap_or(""),
+            peer.map(|p| p.to_string()).unwrap_or_default()
+        );
+        if let Err(e) = written {
+            bump(&self.counters.write_failures);
+            log::debug!("HTTP: writing the response: {e}");
+            return false;
+        }
+        if has_body {
+            linger_close(stream);
+        }
+        keep_alive
+    }
+
+    fn challenge(&self) -> Option<&'static str> {
+        self.auth.as_ref().map(|c| c.challenge())
+    }
+
+    /// Writes an error response (with `Connection: close`) and closes gently.
+    fn send_error(&self, stream: &TcpStream, status: u16, message: &str) {
+        bump(&self.counters.requests);
+        let deadline = Instant::now() + ERROR_WRITE.min(self.limits.timeout);
+        let reply = Reply::text(status, message);
+        if write_reply(
+            stream,
+            reply,
+            None,
+            &HTTPVersion(1, 1),
+            &[],
+            false,
+            true,
+            deadline,
+        )
+        .is_err()
+        {
+            bump(&self.counters.write_failures);
+        }
+        linger_close(stream);
+    }
+}
+
+/// Starts the accept thread.
+pub(super) fn start(shared: Arc<Shared>, listener: TcpListener) -> JoinHandle<()> {
+    {
+        let mut st = lock(&shared.state);
+        for _ in 0..shared.limits.min_threads {
+            shared.spawn_thread(&mut st);
+        }
+    }
+    std::thread::Builder::new()
+        .name("http-accept".into())
+        .spawn(move || accept_loop(&shared, &listener))
+        .expect("spawning the HTTP accept thread")
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
+    if let Err(e) = listener.set_nonblocking(true) {
+        log::warn!(
+            "HTTP: cannot make the listener non-blocking ({e}); shutdown may wait for a connection"
+        );
+    }
+    // A descriptor kept in reserve: when accept() fails with EMFILE, it is
+    // released to accept and close the pending connection, so the client
+    // is told at once instead of hanging in the backlog.
+    let mut reserve = std::fs::File::open("/dev/null").ok();
+    let mut summary = Summary::new(shared);
+    while !shared.stop.load(Ordering::Acquire) {
+        summary.maybe_log(shared);
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if stream.set_nonblocking(false).is_err() {
+                    continue;
+                }
+                shared.admit(stream, Some(peer));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_readable(listener),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                bump(&shared.counters.accept_errors);
+                summary.last_accept_error = Some(e.to_string());
+                match e.raw_os_error() {
+                    Some(libc::EMFILE) | Some(libc::ENFILE) => {
+                        drop(reserve.take());
+                        if let Ok((s, _)) = listener.accept() {
+                            refuse(&s);
+                        }
+                        reserve = std::fs::File::open("/dev/null").ok();
+                        std::thread::sleep(ACCEPT_BACKOFF);
+                    }
+                    Some(libc::ENOBUFS) | Some(libc::ENOMEM) => {
+                        std::thread::sleep(ACCEPT_BACKOFF * 10)
+                    }
+                    // ECONNABORTED, EPROTO, EPERM (firewall) ...: that
+                    // connection is gone; the next may be fine.
+                    _ => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        }
+    }
+}
+
+/// Logs, at most every 10 s, what the server refused since the last line.
+struct Summary {
+    at: Instant,
+    last: ServerStats,
+    last_accept_error: Option<String>,
+}
+
+impl Summary {
+    fn new(shared: &Shared) -> Summary {
+        Summary {
+            at: Instant::now(),
+            last: shared.stats(),
+            last_accept_error: None,
+        }
+    }
+
+    fn maybe_log(&mut self, shared: &Shared) {
+        if self.at.elapsed() < SUMMARY_EVERY {
+            return;
+        }
+        let now = shared.stats();
+        let d = |f: fn(&ServerStats) -> u64| f(&now) - f(&self.last);
+        let parts = [
+            (d(|s| s.refused_busy), "refused (all busy)"),
+            (d(|s| s.evicted), "slow connections closed to make room"),
+            (d(|s| s.timed_out), "request heads timed out"),
+            (d(|s| s.too_large), "too large"),
+            (d(|s| s.bad_requests), "malformed"),
+            (d(|s| s.unauthorized), "unauthorized"),
+            (d(|s| s.accept_errors), "accept errors"),
+        ];
+        let said: Vec<String> = parts
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+        if !said.is_empty() {
+            let err = self
+                .last_accept_error
+                .take()
+                .map(|e| format!(" (last accept error: {e})"))
+                .unwrap_or_default();
+            log::warn!(
+                "HTTP in the last {}s: {}{err}; {} connections open",
+                self.at.elapsed().as_secs(),
+                said.join(", "),
+                now.open_connections
+            );
+        }
+        self.at = Instant::now();
+        self.last = now;
+    }
+}
+
+fn wait_readable(listener: &TcpListener) {
+    let mut fds = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut fds, 1, POLL_MS) };
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum HeadRead {
+    /// EOF or a socket error (eviction and shutdown look like this too).
+    Closed,
+    TimedOut,
+    TooLarge,
+    /// The first bytes cannot start an HTTP request (TLS, binary junk).
+    NotHttp,
+}
+
+/// Reads until `buf` holds a whole head, within `deadline` and
+/// `max_bytes`. Bytes past the head (a pipelined request) stay in `buf`.
+fn read_head(
+    stream: &TcpStream,
+    buf: &mut Vec<u8>,
+    scan: &mut HeadScanner,
+    deadline: Instant,
+    max_bytes: usize,
+) -> Result<usize, HeadRead> {
+    let mut chunk = [0u8; 4096];
+    let mut reader = stream;
+    loop {
+        if let Some(end) = scan.find_end(buf) {
+            return Ok(end);
+        }
+        if buf.len() >= max_bytes {
+            return Err(HeadRead::TooLarge);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(HeadRead::TimedOut);
+        }
+        // The remaining time, not a fresh timeout: a byte now and then
+        // does not extend the deadline.
+        if stream.set_read_timeout(Some(deadline - now)).is_err() {
+            return Err(HeadRead::Closed);
+        }
+        let want = chunk.len().min(max_bytes - buf.len());
+        match reader.read(&mut chunk[..want]) {
+            Ok(0) => return Err(HeadRead::Closed),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if cannot_be_request(buf) {
+                    return Err(HeadRead::NotHttp);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return Err(HeadRead::Closed),
+        }
+    }
+}
+
+/// A writer that fails once `deadline` passes, however the client reads.
+struct DeadlineWriter<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Write for DeadlineWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client did not take the response in time",
+            ));
+        }
+        self.stream.set_write_timeout(Some(self.deadline - now))?;
+        let mut w = self.stream;
+        w.write(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
+}
+
+/// Writes `reply` with tiny_http. `announce_close` adds `Connection: close`
+/// (tiny_http's `Response` refuses that header, so it is inserted after
+/// the status line as the response streams out).
+#[allow(clippy::too_many_arguments)]
+fn write_reply(
+    stream: &TcpStream,
+    reply: Reply,
+    challenge: Option<&'static str>,
+    version: &HTTPVersion,
+    request_headers: &[Header],
+    head_only: bool,
+    announce_close: bool,
+    deadline: Instant,
+) -> io::Result<()> {
+    let mut headers = vec![header("Content-Type", reply.content_type)];
+    match reply.status {
+        405 => headers.push(header("Allow", "GET, HEAD")),
+        401 => headers.push(header(
+            "WWW-Authenticate",
+            challenge.unwrap_or("Bearer realm=\"netprobe\""),
+        )),
+        503 => headers.push(header("Retry-After", "1")),
+        _ => {}
+    }
+    let len = reply.body.as_str().len();
+    let response = Response::new(
+        StatusCode(reply.status),
+        headers,
+        Cursor::new(reply.body),
+        Some(len),
+        None,
+    );
+    let out = BufWriter::with_capacity(16 * 1024, DeadlineWriter { stream, deadline });
+    let mut w = CloseAfterStatusLine {
+        inner: out,
+        pending: announce_close,
+    };
+    response.raw_print(&mut w, version.clone(), request_headers, head_only, None)?;
+    w.inner.flush()
+}
+
+/// Passes a response through, inserting `Connection: close` after its
+/// status line (the first LF) if `pending`.
+struct CloseAfterStatusLine<W: Write> {
+    inner: W,
+    pending: bool,
+}
+
+impl<W: Write> Write for CloseAfterStatusLine<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if !self.pending {
+            return self.inner.write(data);
+        }
+        match data.iter().position(|&b| b == b'\n') {
+            None => self.inner.write(data),
+            Some(i) => {
+                self.inner.write_all(&data[..=i])?;
+                self.inner.write_all(b"Connection: close\r\n")?;
+                self.pending = false;
+                Ok(i + 1)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Ends the connection after an error: no more writes, then read and
+/// discard what the client still sends (bounded in time and bytes), so
+/// the close does not reset the connection before the client reads.
+fn linger_close(stream: &TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + LINGER;
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    let mut reader = stream;
+    while drained < LINGER_BYTES {
+        let now = Instant::now();
+        if now >= deadline || stream.set_read_timeout(Some(deadline - now)).is_err() {
+            break;
+        }
+        match reader.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+/// Refuses a connection from the accept thread without ever blocking it:
+/// a non-blocking 503 (best effort) and a close.
+fn refuse(stream: &TcpStream) {
+    let _ = stream.set_nonblocking(true);
+    let mut sink = [0u8; 4096];
+    let mut reader = stream;
+    let _ = reader.read(&mut sink);
+    let body = "busy: too many connections, retry shortly\n";
+    let mut bytes = CloseAfterStatusLine {
+        inner: Vec::with_capacity(256),
+        pending: true,
+    };
+    let response = Response::new(
+        StatusCode(503),
+        vec![
+            header("Content-Type", "text/plain; charset=utf-8"),
+            header("Retry-After", "1"),
+        ],
+        body.as_bytes(),
+        Some(body.len()),
+        None,
+    );
+    if response
+        .raw_print(&mut bytes, HTTPVersion(1, 1), &[], false, None)
+        .is_ok()
+    {
+        let mut w = stream;
+        let _ = w.write(&bytes.inner);
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inserts_connection_close_after_the_status_line() {
+        let mut w = CloseAfterStatusLine {
+            inner: Vec::new(),
+            pending: true,
+        };
+        // In pieces, as write! hands them over.
+        for piece in ["HTTP/1.1 ", "400 Bad Request\r", "\nA: b\r\n", "\r\nbody\n"] {
+            w.write_all(piece.as_bytes()).unwrap();
+        }
+        assert_eq!(
+            w.inner,
+            b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nA: b\r\n\r\nbody\n"
+        );
+        let mut w = CloseAfterStatusLine {
+            inner: Vec::new(),
+            pending: false,
+        };
+        w.write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+        assert_eq!(w.inner, b"HTTP/1.1 200 OK\r\n\r\n");
+    }
+}

@@ -1,0 +1,196 @@
+//! The socket layer: TCP connection lifecycle, failures, resets,
+//! retransmits and RTT from the kernel's TCP tracepoints
+//! (`probes/socket.bpf.c`), counted like the kernel's own SNMP counters.
+//!
+//! - [`SocketLayer::start`] loads the probes per the flags, or says in one
+//!   log line why the socket layer is off; XDP and TC are not affected.
+//! - The collector drains the probes' ring buffer ([`SocketProbes::drain`])
+//!   and takes a [`SocketSnapshot`] each collection: `/status` field
+//!   `sockets`, and [`render_metrics`].
+//! - Detectors of abnormal connections register a hook
+//!   ([`SocketProbes::add_hook`]) that sees every [`SocketEvent`]:
+//!   failed connects with the process that made them, resets with the peer.
+//!
+//! Namespaces: by default only the agent's own network namespace is
+//! counted (`--socket-netns self`), so the counters are that namespace's
+//! `/proc/net/snmp`; `--socket-netns all` counts every namespace together.
+//! The iterator that refreshes bytes and RTT of open connections, and finds
+//! those open before the start, walks only the agent's namespace.
+
+mod kernel;
+pub mod model;
+mod render;
+
+use std::fmt;
+
+pub use kernel::{own_netns, SocketError, SocketProbes, KERNEL_BTF};
+pub use model::{ConnEntry, Direction, EventKind, Outcome, SocketEvent, SocketEventHook, SocketSnapshot};
+pub use render::render_metrics;
+
+use log::{info, warn};
+
+/// `--socket-probes`
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketProbesMode {
+    /// Load them; without BTF or when the kernel refuses, run without.
+    Auto,
+    Off,
+}
+
+impl std::str::FromStr for SocketProbesMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" | "on" => Ok(SocketProbesMode::Auto),
+            "off" => Ok(SocketProbesMode::Off),
+            _ => Err(format!("unknown socket probes mode '{s}': expected auto or off")),
+        }
+    }
+}
+
+impl fmt::Display for SocketProbesMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SocketProbesMode::Auto => "auto",
+            SocketProbesMode::Off => "off",
+        })
+    }
+}
+
+/// `--socket-netns`: which network namespaces the socket layer counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetnsScope {
+    /// The agent's own (its `/proc/net/snmp`).
+    SelfNs,
+    /// Every namespace, together.
+    All,
+}
+
+impl NetnsScope {
+    pub fn name(self) -> &'static str {
+        match self {
+            NetnsScope::SelfNs => "self",
+            NetnsScope::All => "all",
+        }
+    }
+}
+
+impl std::str::FromStr for NetnsScope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "self" => Ok(NetnsScope::SelfNs),
+            "all" => Ok(NetnsScope::All),
+            _ => Err(format!("unknown socket namespace scope '{s}': expected self or all")),
+        }
+    }
+}
+
+impl fmt::Display for NetnsScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Sizes and choices fixed when the socket probes load.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketConfig {
+    pub mode: SocketProbesMode,
+    pub netns: NetnsScope,
+    /// Entries of the kernel connection table.
+    pub max_connections: u32,
+    /// Length of each list in `/status`.
+    pub top_connections: usize,
+    /// Bytes of the connection-event ring buffer (power of two).
+    pub ringbuf_size: u32,
+}
+
+impl Default for SocketConfig {
+    fn default() -> Self {
+        SocketConfig {
+            mode: SocketProbesMode::Auto,
+            netns: NetnsScope::SelfNs,
+            max_connections: 16384,
+            top_connections: 10,
+            ringbuf_size: 256 * 1024,
+        }
+    }
+}
+
+impl From<&crate::config::Args> for SocketConfig {
+    fn from(a: &crate::config::Args) -> Self {
+        SocketConfig {
+            mode: a.socket_probes,
+            netns: a.socket_netns,
+            max_connections: a.max_connections,
+            top_connections: a.top_connections,
+            ringbuf_size: a.ringbuf_size,
+        }
+    }
+}
+
+/// The socket layer as the collector holds it.
+pub enum SocketLayer {
+    Loaded(Box<SocketProbes>),
+    /// Not running, and why (shown in `/status`).
+    Disabled(String),
+}
+
+impl SocketLayer {
+    /// Loads the socket probes unless `--socket-probes off`. Never fails:
+    /// without BTF, or when the kernel refuses them, the agent runs without
+    /// the socket layer and says so in one log line.
+    pub fn start(config: &SocketConfig) -> SocketLayer {
+        if config.mode == SocketProbesMode::Off {
+            info!("socket probes off (--socket-probes off)");
+            return SocketLayer::Disabled("off (--socket-probes off)".into());
+        }
+        match SocketProbes::load(config) {
+            Ok(p) => SocketLayer::Loaded(Box::new(p)),
+            Err(e) => {
+                warn!("socket layer disabled: {e}; XDP and TC probes keep working");
+                SocketLayer::Disabled(e.to_string())
+            }
+        }
+    }
+
+    pub fn probes_mut(&mut self) -> Option<&mut SocketProbes> {
+        match self {
+            SocketLayer::Loaded(p) => Some(p),
+            SocketLayer::Disabled(_) => None,
+        }
+    }
+
+    /// The layer's snapshot for this collection.
+    pub fn snapshot(&mut self, boot_now_ns: u64) -> SocketSnapshot {
+        match self {
+            SocketLayer::Loaded(p) => p.snapshot(boot_now_ns),
+            SocketLayer::Disabled(why) => SocketSnapshot::disabled(why.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!("auto".parse(), Ok(SocketProbesMode::Auto));
+        assert_eq!("off".parse(), Ok(SocketProbesMode::Off));
+        assert!("maybe".parse::<SocketProbesMode>().unwrap_err().contains("maybe"));
+        assert_eq!("self".parse(), Ok(NetnsScope::SelfNs));
+        assert_eq!("all".parse(), Ok(NetnsScope::All));
+        assert!("host".parse::<NetnsScope>().is_err());
+    }
+
+    #[test]
+    fn off_is_disabled_without_touching_the_kernel() {
+        let cfg = SocketConfig { mode: SocketProbesMode::Off, ..Default::default() };
+        let mut l = SocketLayer::start(&cfg);
+        assert!(l.probes_mut().is_none());
+        let s = l.snapshot(0);
+        assert!(!s.loaded);
+        assert!(s.disabled_reason.unwrap().contains("--socket-probes off"));
+    }
+}

@@ -1,0 +1,418 @@
+#!/usr/bin/env bash
+# End-to-end test of the socket layer: two network namespaces joined by a
+# veth pair, the agent running in the first (A), which it watches by default
+# (--socket-netns self), and real TCP traffic both ways, IPv4 and IPv6, from
+# build/sockets-traffic.py. After each phase the agent's counters must equal
+# the deltas of A's own /proc/net/snmp exactly:
+#
+#   opened{active}    = ActiveOpens      failed            = AttemptFails
+#   opened{passive}   = PassiveOpens     closed{aborted}   = EstabResets
+#   established       = CurrEstab        retransmitted     = RetransSegs
+#   resets{sent}      = OutRsts (kernels 6.10+, which trace every RST they count)
+#
+# Phases: completed, refused, reset (server and client side), timed-out and
+# abandoned connections; connections held open (the gauge, and /status
+# lists with process, bytes and RTT); retransmits under an nftables rule in B
+# that drops one packet in ten (this kernel has no netem); --socket-netns
+# all; --socket-probes off; bad flags; nothing left loaded after SIGTERM.
+# First, the static checks: the probe source compiles against both
+# architectures' kernel types, and the object relocates (CO-RE) against the
+# BTF of Debian's 6.1 kernels, amd64 and arm64 (build/vmlinux.sh --btf
+# downloads them once into build/.cache).
+#
+# Scrapes are HTTP connections in A too: each is opened and closed before
+# the snapshot that follows it, so it counts in the kernel's counters and in
+# the agent's alike (a reading takes A's counters, then waits two collect
+# intervals, then scrapes).
+#
+# Usage: build/e2e-sockets.sh [path/to/netprobe-agent]   (root; build/deps.sh)
+#   E2E_SOCKETS_SKIP_STATIC=1  skip the static checks (no cargo, no download)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+AGENT=${1:-target/release/netprobe-agent}
+[ "$(id -u)" -eq 0 ] || { echo "e2e-sockets: FAIL: needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN)" >&2; exit 1; }
+[ -x "$AGENT" ] || { echo "e2e-sockets: FAIL: agent binary $AGENT not found (cargo build --release)" >&2; exit 1; }
+for t in ip nft bpftool promtool curl python3; do
+	command -v "$t" >/dev/null || { echo "e2e-sockets: FAIL: $t is missing (run build/deps.sh)" >&2; exit 1; }
+done
+[ -e /sys/kernel/btf/vmlinux ] || { echo "e2e-sockets: FAIL: this kernel has no BTF: the socket layer cannot load" >&2; exit 1; }
+
+ID=$$
+NSA=npsk-a-$ID NSB=npsk-b-$ID
+IFA=nska$ID IFB=nskb$ID
+A4=198.18.1.1 B4=198.18.1.2 A6=2001:db8:1::1 B6=2001:db8:1::2
+PORT=18082
+TOOL=$PWD/build/sockets-traffic.py
+LOG=$(mktemp -d /tmp/netprobe-e2e-sockets.XXXXXX)
+AGENT_PID=
+HOLD_FD=
+PASSED=0 FAILED=0
+
+cleanup() {
+	[ -n "$AGENT_PID" ] && kill -KILL "$AGENT_PID" 2>/dev/null || true
+	for ns in "$NSA" "$NSB"; do
+		ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+		ip netns del "$ns" 2>/dev/null || true
+	done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ok() { echo "  ok: $*"; PASSED=$((PASSED + 1)); }
+fail() { echo "  FAIL: $*" >&2; FAILED=$((FAILED + 1)); }
+ina() { ip netns exec "$NSA" "$@"; }
+inb() { ip netns exec "$NSB" "$@"; }
+scrape() { ina curl -fsS --max-time 5 "http://127.0.0.1:$PORT$1"; }
+tool_a() { timeout 120 ip netns exec "$NSA" python3 "$TOOL" "$@"; }
+tool_b() { timeout 120 ip netns exec "$NSB" python3 "$TOOL" "$@"; }
+
+kernel_at_least() { # MAJOR MINOR
+	local r maj min
+	r=$(uname -r)
+	maj=${r%%.*} min=${r#*.}
+	min=${min%%[!0-9]*}
+	[ "$maj" -gt "$1" ] || { [ "$maj" -eq "$1" ] && [ "$min" -ge "$2" ]; }
+}
+
+static_checks() {
+	echo "e2e-sockets: static checks"
+	if [ -n "${E2E_SOCKETS_SKIP_STATIC:-}" ]; then
+		echo "  skipped (E2E_SOCKETS_SKIP_STATIC)"
+		return
+	fi
+	if bash build/vmlinux.sh --check >"$LOG/vmlinux-check" 2>&1; then
+		ok "probes/socket.bpf.c compiles against the x86_64 and arm64 kernel types"
+	else
+		fail "build/vmlinux.sh --check:"; cat "$LOG/vmlinux-check" >&2
+	fi
+	if bash build/vmlinux.sh --btf >"$LOG/vmlinux-btf" 2>&1 &&
+		cargo test --locked --release --test kernel_sockets co_re_relocates_against_debian_6_1 \
+			-- --ignored --nocapture >"$LOG/co-re" 2>&1; then
+		ok "CO-RE: socket.bpf.o relocates against Debian 6.1 BTF ($(grep -c '^ok: socket.bpf.o relocates' "$LOG/co-re") architectures)"
+	else
+		fail "CO-RE relocation against Debian 6.1 BTF:"; cat "$LOG/vmlinux-btf" "$LOG/co-re" >&2
+	fi
+}
+
+setup_net() {
+	ip netns add "$NSA"
+	ip netns add "$NSB"
+	ip link add "$IFA" netns "$NSA" type veth peer name "$IFB" netns "$NSB"
+	for ns in "$NSA" "$NSB"; do
+		ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 \
+			net.ipv6.conf.default.dad_transmits=0 net.ipv6.conf.all.dad_transmits=0
+		ip -n "$ns" link set lo up
+	done
+	ip -n "$NSA" addr add $A4/24 dev "$IFA"
+	ip -n "$NSB" addr add $B4/24 dev "$IFB"
+	ip -n "$NSA" addr add $A6/64 dev "$IFA" nodad
+	ip -n "$NSB" addr add $B6/64 dev "$IFB" nodad
+	ip -n "$NSA" link set "$IFA" up
+	ip -n "$NSB" link set "$IFB" up
+	# Port 7002 of B is a black hole: SYNs vanish (timeouts, abandoned connects).
+	inb nft -f - <<-EOF
+		table inet npsk {
+			chain in {
+				type filter hook input priority 0; policy accept;
+				tcp dport 7002 drop
+			}
+		}
+	EOF
+	# Servers on both sides: echo (7000), rst (7001), sink (7003).
+	local ns addr
+	for ns in a b; do
+		for addr in $([ $ns = a ] && echo "$A4 $A6" || echo "$B4 $B6"); do
+			for spec in 7000:echo 7001:rst 7003:sink; do
+				# In a subshell: not a job of this shell (cleanup kills them).
+				(ip netns exec "$([ $ns = a ] && echo "$NSA" || echo "$NSB")" \
+					python3 "$TOOL" serve "$addr" "${spec%%:*}" "${spec##*:}" >>"$LOG/servers.log" 2>&1 &)
+			done
+		done
+	done
+	sleep 1
+}
+
+start_agent() {
+	ip netns exec "$NSA" "$AGENT" --interface-filter "$IFA" --listen-address 127.0.0.1 --metrics-port "$PORT" \
+		--collect-interval 200ms "$@" >"$LOG/agent.log" 2>&1 &
+	AGENT_PID=$!
+	for _ in $(seq 50); do
+		scrape /healthz >/dev/null 2>&1 && return 0
+		kill -0 "$AGENT_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$LOG/agent.log" >&2
+	return 1
+}
+
+stop_agent() { # LABEL
+	local code=0 during left
+	during=$(bpftool prog show | grep -c 'name netprobe_sock' || true)
+	kill -TERM "$AGENT_PID"
+	wait "$AGENT_PID" || code=$?
+	AGENT_PID=
+	[ "$code" -eq 0 ] && ok "$1 SIGTERM: exit 0" || fail "$1 SIGTERM: exit $code"
+	# Programs are freed once the kernel drops the last reference to their
+	# links, which may trail the process's exit a little.
+	for _ in $(seq 30); do
+		left=$(bpftool prog show | grep 'name netprobe_sock' || true)
+		[ -z "$left" ] && break
+		sleep 0.1
+	done
+	if [ -n "$left" ]; then
+		fail "$1: socket programs left loaded: $left"
+	else
+		ok "$1: $during socket programs were loaded, none left after exit"
+	fi
+	grep -qi 'panic' "$LOG/agent.log" && fail "$1: agent log has a panic" || true
+}
+
+COUNTERS=(ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab RetransSegs OutRsts)
+METRICS=('netprobe_tcp_connections_opened_total{direction="active"}'
+	'netprobe_tcp_connections_opened_total{direction="passive"}'
+	'netprobe_tcp_connections_failed_total'
+	'netprobe_tcp_connections_closed_total{reason="aborted"}'
+	'netprobe_tcp_connections_established'
+	'netprobe_tcp_retransmitted_segments_total'
+	'netprobe_tcp_resets_total{direction="sent"}')
+
+snmp_a() {
+	ina awk -v want="${COUNTERS[*]}" '/^Tcp:/ { if (!h) { for (i = 2; i <= NF; i++) col[$i] = i; h = 1 } else {
+		n = split(want, w, " "); for (i = 1; i <= n; i++) printf "%s ", $col[w[i]]; print "" } }' /proc/net/snmp
+}
+
+metric() { awk -v m="$1" '$1 == m { print $2 }' "$LOG/metrics"; }
+
+agent_values() {
+	scrape /metrics >"$LOG/metrics"
+	local m out=
+	for m in "${METRICS[@]}"; do out+="$(metric "$m") "; done
+	echo "$out"
+}
+
+# A reading: A's kernel counters, then (two collect intervals later) the
+# agent's. Waits first for A to have no connection in a handshake or close.
+reading() {
+	for _ in $(seq 100); do
+		ina ss -Htan state syn-sent state syn-recv state fin-wait-1 state fin-wait-2 state last-ack state closing |
+			grep -q . || break
+		sleep 0.2
+	done
+	sleep 0.3
+	local k
+	k=$(snmp_a)
+	sleep 0.6
+	echo "$k|$(agent_values)"
+}
+
+# compare PHASE BEFORE AFTER: every counter's delta, kernel vs agent.
+compare() {
+	local phase=$1 b=$2 a=$3 i kb ka ab aa kd ad
+	read -r -a kb <<<"${b%%|*}"
+	read -r -a ab <<<"${b##*|}"
+	read -r -a ka <<<"${a%%|*}"
+	read -r -a aa <<<"${a##*|}"
+	for i in "${!COUNTERS[@]}"; do
+		local name=${COUNTERS[$i]}
+		if [ "$name" = CurrEstab ]; then
+			kd=${ka[$i]} ad=${aa[$i]} # a gauge: compare the values
+		else
+			kd=$((ka[i] - kb[i])) ad=$((aa[i] - ab[i]))
+		fi
+		if [ "$name" = OutRsts ] && ! kernel_at_least 6 10; then
+			[ "$ad" -le "$kd" ] && ok "$phase $name: agent $ad <= kernel $kd (before 6.10 only RSTs of full sockets are traced)" ||
+				fail "$phase $name: agent $ad > kernel $kd"
+			continue
+		fi
+		[ "$ad" -eq "$kd" ] && ok "$phase $name: agent ${METRICS[$i]%%\{*} $([ "$name" = CurrEstab ] && echo value || echo delta) $ad = kernel $kd" ||
+			fail "$phase $name: agent $ad != kernel $kd"
+	done
+}
+
+# expect PHASE WHAT ACTUAL WANT
+expect() { [ "$3" -eq "$4" ] && ok "$1 $2: $3" || fail "$1 $2: $3, expected $4"; }
+
+delta_of() { # METRIC BEFORE_FILE AFTER_FILE
+	echo $(($(awk -v m="$1" '$1 == m { print $2 }' "$3") - $(awk -v m="$1" '$1 == m { print $2 }' "$2")))
+}
+
+phase_lifecycle() {
+	echo "e2e-sockets: lifecycle (completed, refused, reset, timed out, abandoned; both directions)"
+	local before after
+	before=$(reading)
+	cp "$LOG/metrics" "$LOG/m-before"
+	tool_a echo $B4 7000 20 3000 && tool_a echo $B6 7000 20 3000 || fail "A->B echo"
+	tool_b echo $A4 7000 20 3000 && tool_b echo $A6 7000 20 3000 || fail "B->A echo"
+	tool_a refused $B4 7009 3 && tool_a refused $B6 7009 2 || fail "A->B refused"
+	tool_b refused $A4 7009 3 && tool_b refused $A6 7009 2 || fail "B->A refused"
+	tool_a reset $B4 7001 2 && tool_a reset $B6 7001 1 || fail "A->B reset by the server"
+	tool_b reset $A4 7001 2 && tool_b reset $A6 7001 1 || fail "B->A reset by A's server"
+	tool_a timeout $B4 7002 || fail "A->B timeout"
+	tool_a abandon $B6 7002 2 || fail "A->B abandon"
+	after=$(reading)
+	cp "$LOG/metrics" "$LOG/m-after"
+	compare lifecycle "$before" "$after"
+	local p=lifecycle
+	expect $p "failed delta (5 refused, 1 timed out)" "$(delta_of netprobe_tcp_connections_failed_total "$LOG/m-before" "$LOG/m-after")" 6
+	expect $p "resets received delta (5 refused, 3 reset)" \
+		"$(delta_of 'netprobe_tcp_resets_total{direction="received"}' "$LOG/m-before" "$LOG/m-after")" 8
+	expect $p "closed{aborted} delta (3 reset by B, 3 reset by A)" \
+		"$(delta_of 'netprobe_tcp_connections_closed_total{reason="aborted"}' "$LOG/m-before" "$LOG/m-after")" 6
+	expect $p "closed{abandoned} delta" \
+		"$(delta_of 'netprobe_tcp_connections_closed_total{reason="abandoned"}' "$LOG/m-before" "$LOG/m-after")" 2
+	if kernel_at_least 6 10; then
+		# The scrapes between the readings send no RST: only the test's.
+		expect $p "resets sent delta (5 refused, 3 by A's rst server)" \
+			"$(delta_of 'netprobe_tcp_resets_total{direction="sent"}' "$LOG/m-before" "$LOG/m-after")" 8
+	fi
+	local lost
+	lost=$(metric netprobe_socket_events_lost_total)
+	expect $p "events lost" "$lost" 0
+	scrape /status >"$LOG/status-lifecycle.json"
+	if python3 - "$LOG/status-lifecycle.json" "$B4" "$B6" <<'EOF' 2>"$LOG/py-err"; then ok "$p /status: recent failures (refused and timed out) with process, addresses and errors"; else fail "$p /status: $(cat "$LOG/py-err")"; fi
+import json, sys
+s = json.load(open(sys.argv[1]))["sockets"]
+assert s["loaded"] and s["netns"] == "self" and s["live_stats"], s
+f = s["connections"]["recent_failures"]
+assert len(f) == 6, f
+errors = sorted(x["error"] for x in f)
+assert errors == ["ECONNREFUSED"] * 5 + ["ETIMEDOUT"], errors
+for x in f:
+    assert x["comm"] == "python3" and x["pid"] > 0 and x["direction"] == "active", x
+    assert x["local_port"] > 0 and x["remote"] in (sys.argv[2], sys.argv[3]), x
+t = [x for x in f if x["error"] == "ETIMEDOUT"][0]
+assert t["remote_port"] == 7002 and 2.0 < t["duration_seconds"] < 10, t
+assert s["connections"]["entries"] == 0, s["connections"]
+EOF
+}
+
+phase_held() {
+	echo "e2e-sockets: connections held open (gauge, /status lists)"
+	local before after fifo=$LOG/hold.fifo
+	before=$(reading)
+	mkfifo "$fifo"
+	timeout 120 ip netns exec "$NSA" python3 "$TOOL" hold $B4 7000 4 200000 <"$fifo" >"$LOG/hold-a4.out" &
+	local h1=$!
+	timeout 120 ip netns exec "$NSA" python3 "$TOOL" hold $B6 7000 3 100000 <"$fifo" >"$LOG/hold-a6.out" &
+	local h2=$!
+	exec {HOLD_FD}>"$fifo"
+	for _ in $(seq 100); do
+		[ -s "$LOG/hold-a4.out" ] && [ -s "$LOG/hold-a6.out" ] && break
+		sleep 0.1
+	done
+	local during
+	during=$(reading)
+	scrape /status >"$LOG/status-held.json"
+	compare held "$before" "$during"
+	expect held "established" "$(metric netprobe_tcp_connections_established)" 7
+	if python3 - "$LOG/status-held.json" "$B4" <<'EOF' 2>"$LOG/py-err"; then ok "held /status: longest-lived and busiest with process, bytes and RTT"; else fail "held /status: $(cat "$LOG/py-err")"; fi
+import json, sys
+c = json.load(open(sys.argv[1]))["sockets"]["connections"]
+assert c["entries"] == 7, c["entries"]
+busy = c["busiest"]
+assert len(busy) == 7
+assert [x["bytes_sent"] for x in busy[:4]] == [200001] * 4, busy   # the SYN counts, as in ss -i
+assert all(x["bytes_received"] == 200000 and x["remote"] == sys.argv[2] for x in busy[:4]), busy
+assert all(x["comm"] == "python3" and x["state"] == "established" and x["remote_port"] == 7000 for x in busy)
+assert all(x["srtt_seconds"] and 0 < x["srtt_seconds"] < 1 for x in busy), busy
+old = c["longest_lived"]
+assert len(old) == 7 and all(old[i]["duration_seconds"] >= old[i + 1]["duration_seconds"] for i in range(6)), old
+EOF
+	exec {HOLD_FD}>&-
+	HOLD_FD=
+	wait "$h1" "$h2" || fail "holding connections"
+	rm -f "$fifo"
+	after=$(reading)
+	compare released "$during" "$after"
+}
+
+phase_retransmits() {
+	echo "e2e-sockets: retransmits (B drops 1 in 10 TCP packets from A; bounded transfers both ways)"
+	local before after
+	before=$(reading)
+	cp "$LOG/metrics" "$LOG/m-before"
+	inb nft add rule inet npsk in meta l4proto tcp numgen random mod 10 0 drop
+	tool_a bulk $B4 7003 3000000 && tool_a bulk $B6 7003 3000000 || fail "A->B bulk under loss"
+	tool_b bulk $A4 7003 2000000 || fail "B->A bulk under loss"
+	tool_a echo $B4 7000 15 2000 && tool_b echo $A6 7000 15 2000 || fail "short connections under loss"
+	inb nft flush chain inet npsk in
+	inb nft add rule inet npsk in tcp dport 7002 drop
+	after=$(reading)
+	cp "$LOG/metrics" "$LOG/m-after"
+	compare retransmits "$before" "$after"
+	local rd rtt
+	rd=$(delta_of netprobe_tcp_retransmitted_segments_total "$LOG/m-before" "$LOG/m-after")
+	[ "$rd" -gt 0 ] && ok "retransmits: $rd segments retransmitted" || fail "retransmits: none under 10% loss"
+	rtt=$(delta_of netprobe_tcp_srtt_seconds_count "$LOG/m-before" "$LOG/m-after")
+	[ "$rtt" -ge 30 ] && ok "retransmits: $rtt RTT samples at close (sum $(metric netprobe_tcp_srtt_seconds_sum) s)" ||
+		fail "retransmits: only $rtt RTT samples"
+	if promtool check metrics <"$LOG/metrics" >"$LOG/promtool" 2>&1; then
+		ok "promtool check metrics: clean"
+	else
+		fail "promtool check metrics:"; cat "$LOG/promtool" >&2
+	fi
+}
+
+phase_all_namespaces() {
+	echo "e2e-sockets: --socket-netns all"
+	start_agent --socket-netns all || { fail "agent did not become healthy (--socket-netns all)"; return; }
+	local before after k0 k1
+	scrape /metrics >"$LOG/m-before"
+	k0=$(snmp_a)
+	# Connections inside B only: A's counters do not move, the agent's do.
+	tool_b echo $B4 7000 5 100 || fail "B->B echo"
+	sleep 0.8
+	k1=$(snmp_a)
+	scrape /metrics >"$LOG/m-after"
+	local d
+	d=$(delta_of 'netprobe_tcp_connections_opened_total{direction="active"}' "$LOG/m-before" "$LOG/m-after")
+	[ "$d" -ge 5 ] && ok "all: B's 5 connections counted ($d active opens in every namespace)" || fail "all: $d active opens"
+	[ "${k0%% *}" = "${k1%% *}" ] && ok "all: A's ActiveOpens unchanged (${k0%% *})" || fail "all: A's counters moved"
+	grep -q '"netns": "all"' <(scrape /status) && ok "all: /status says netns all" || fail "all: /status netns"
+	stop_agent all
+}
+
+phase_off() {
+	echo "e2e-sockets: --socket-probes off"
+	start_agent --socket-probes off || { fail "agent did not become healthy (--socket-probes off)"; return; }
+	scrape /metrics >"$LOG/metrics"
+	expect off "netprobe_socket_probes_loaded" "$(metric netprobe_socket_probes_loaded)" 0
+	local n
+	n=$(bpftool prog show | grep -c 'name netprobe_sock' || true)
+	expect off "socket programs loaded" "$n" 0
+	stop_agent off
+}
+
+bad_input() {
+	echo "e2e-sockets: bad flags"
+	local out code args
+	for args in "--socket-probes maybe" "--socket-netns host" "--max-connections 1" "--top-connections 5000"; do
+		code=0
+		# shellcheck disable=SC2086
+		out=$(ina "$AGENT" $args 2>&1) || code=$?
+		local culprit=${args#* }
+		if [ "$code" -eq 2 ] && grep -q -- "$culprit" <<<"$out"; then
+			ok "'$args' -> exit 2, names '$culprit'"
+		else
+			fail "'$args' -> exit $code: $out"
+		fi
+	done
+}
+
+static_checks
+setup_net
+bad_input
+start_agent || { fail "agent did not become healthy"; exit 1; }
+grep -q 'socket probes attached' "$LOG/agent.log" && ok "agent log: $(grep -o 'socket probes attached.*' "$LOG/agent.log")" ||
+	fail "agent log has no 'socket probes attached' line: $(cat "$LOG/agent.log")"
+scrape /metrics >"$LOG/metrics"
+expect start "netprobe_socket_probes_loaded" "$(metric netprobe_socket_probes_loaded)" 1
+phase_lifecycle
+phase_held
+phase_retransmits
+stop_agent self
+phase_all_namespaces
+phase_off
+echo "e2e-sockets: $PASSED passed, $FAILED failed (logs in $LOG)"
+[ "$FAILED" -eq 0 ]
