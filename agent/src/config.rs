@@ -85,7 +85,8 @@ pub struct Args {
     #[argh(option, default = "10", from_str_fn(parse_top_connections))]
     pub top_connections: usize,
 
-    /// threads answering HTTP requests (default 2; 1 to 64)
+    /// HTTP threads kept ready; more start on demand up to
+    /// --http-max-connections and stop after 5 s idle (default 2; 1 to 64)
     #[argh(option, default = "2", from_str_fn(parse_http_workers))]
     pub http_workers: usize,
 
