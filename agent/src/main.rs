@@ -116,6 +116,7 @@ fn run(args: Args) -> Result<(), Failure> {
         published.clone(),
     );
     collector.set_sockets(netprobe::sockets::SocketLayer::start(&(&args).into()));
+    release_load_memory();
     collector.set_detector(detector);
     let failures = collector.sync_interfaces();
     for (name, e) in &failures {
@@ -175,4 +176,15 @@ fn cleanup(args: &Args) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(format!("cleanup of {}: {e}", args.pin_path.display())))?;
     info!("removed {n} pinned objects under {}", args.pin_path.display());
     Ok(())
+}
+
+/// Loading parses the kernel's BTF (several MB) for CO-RE; it is freed
+/// after, but glibc keeps freed heap mapped. Hand it back so the agent's
+/// RSS is its steady state. (musl's allocator unmaps large frees itself.)
+fn release_load_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
