@@ -72,9 +72,9 @@ fn lo_up() {
         for (i, b) in b"lo".iter().enumerate() {
             ifr.ifr_name[i] = *b as libc::c_char;
         }
-        assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr), 0);
+        assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut ifr), 0);
         ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr), 0, "bringing lo up");
+        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &ifr), 0, "bringing lo up");
         libc::close(fd);
     }
     // IPv6 ::1 appears with lo up; wait for it (bounded).
@@ -239,7 +239,11 @@ fn counts_equal_snmp_in_a_private_namespace() {
         // Kernels from 6.10 trace every RST they count in OutRsts; older ones
         // only those sent from a full socket.
         let outrsts = delta(&k0, &k1, "OutRsts");
-        assert!(s1.resets_sent <= outrsts && s1.resets_sent >= 2, "resets sent {} vs OutRsts {outrsts}", s1.resets_sent);
+        assert!(
+            s1.resets_sent <= outrsts && s1.resets_sent >= 2,
+            "resets sent {} vs OutRsts {outrsts}",
+            s1.resets_sent
+        );
         assert_eq!(s1.resets_received, 5, "3 refused + 2 aborted connections");
         assert_eq!(s1.established, k1["CurrEstab"] as u64);
         assert_eq!(s1.established, 0);
@@ -331,7 +335,10 @@ fn co_re_relocates_against_debian_6_1() {
         // The attach targets: each tracepoint's BTF prototype and the TCP
         // iterator (names in the BTF string section).
         let raw = std::fs::read(&path).unwrap();
-        let has = |name: &str| raw.windows(name.len() + 2).any(|w| w[0] == 0 && &w[1..=name.len()] == name.as_bytes() && w[name.len() + 1] == 0);
+        let has = |name: &str| {
+            raw.windows(name.len() + 2)
+                .any(|w| w[0] == 0 && &w[1..=name.len()] == name.as_bytes() && w[name.len() + 1] == 0)
+        };
         for (_, tp) in netprobe::probes::SOCK_TRACEPOINTS {
             assert!(has(&format!("btf_trace_{tp}")), "{}: no tracepoint {tp}", path.display());
         }

@@ -162,10 +162,7 @@ fn median(v: &mut [f64]) -> f64 {
 fn private_namespace() -> Result<(), String> {
     // SAFETY: called before any thread is started.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        return Err(format!(
-            "unshare(CLONE_NEWNET): {} (run as root)",
-            std::io::Error::last_os_error()
-        ));
+        return Err(format!("unshare(CLONE_NEWNET): {} (run as root)", std::io::Error::last_os_error()));
     }
     // SAFETY: plain ioctls on a socket of the new namespace.
     unsafe {
@@ -174,19 +171,18 @@ fn private_namespace() -> Result<(), String> {
         for (i, b) in b"lo".iter().enumerate() {
             ifr.ifr_name[i] = *b as libc::c_char;
         }
-        if fd < 0 || libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr) != 0 {
+        if fd < 0 || libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut ifr) != 0 {
             return Err("reading the flags of lo".into());
         }
         ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr) != 0 {
+        if libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &ifr) != 0 {
             return Err("bringing lo up".into());
         }
         libc::close(fd);
     }
-    for (path, value) in [
-        ("/proc/sys/net/ipv4/tcp_tw_reuse", "1"),
-        ("/proc/sys/net/ipv4/ip_local_port_range", "1024 65535"),
-    ] {
+    for (path, value) in
+        [("/proc/sys/net/ipv4/tcp_tw_reuse", "1"), ("/proc/sys/net/ipv4/ip_local_port_range", "1024 65535")]
+    {
         std::fs::write(path, value).map_err(|e| format!("{path}: {e}"))?;
     }
     Ok(())
