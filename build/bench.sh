@@ -5,10 +5,13 @@
 # random-source flood, binary sizes. Prints Markdown tables and exits 0;
 # nothing is asserted (a failure to run at all exits 1).
 #
-# Usage: build/bench.sh [--quick] [--only SECTION[,SECTION...]]   (root)
+# Usage: build/bench.sh [--quick] [--build-static] [--only SECTION[,...]]  (root)
 #   sections: probes live throughput rate scrape flood sizes
 #   --quick   every section with tiny durations and one round (~1 min):
 #             a smoke run that keeps the bench working; figures are rough
+#   --build-static  also build the static musl agent (build/cross.sh) and
+#             measure it beside the host build (otherwise only if present
+#             and not older than the sources)
 # Needs build/deps.sh and build/bench-deps.sh (peers, wrk). A missing peer
 # is reported "not installed" and the rest is measured.
 # Environment: CARGO_TARGET_DIR (default target/); NO_BUILD=1 uses the
@@ -19,6 +22,10 @@
 #   measured in the same run: configurations alternate in rounds
 #   (A B C A B C ...), each round has its own baseline, and the ratio shown
 #   is the median of the per-round ratios. Absolute numbers stand beside.
+# - Baselines in the same run: `none` (nothing attached), empty programs
+#   (probes/bench_empty.bpf.c) and a naive flow-accounting program
+#   (probes/bench_naive.bpf.c: one LRU hash, no admission, the clock read
+#   per packet, XDP and TC both counting), attached by `netprobe-bench attach`.
 # - Traffic: two network namespaces joined by a veth pair, 198.18.0.1 (A,
 #   sender) and 198.18.0.2 (B, watched); every monitor runs in B on B's
 #   veth, bound to B's loopback. 64-byte frames come from `netprobe-bench
@@ -33,11 +40,13 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 QUICK=0
+BUILD_STATIC=0
 ONLY=all
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) QUICK=1 ;;
+	--build-static) BUILD_STATIC=1 ;;
 	--only)
 		[ $# -ge 2 ] || { echo "bench: --only needs a section list" >&2; exit 2; }
 		ONLY=$2
@@ -63,10 +72,10 @@ done
 # Durations and rounds. Full run: about 10 minutes on 2 cores.
 if [ "$QUICK" -eq 1 ]; then
 	PROBE_ARGS=(--repeat 50000 --packets 5000 --random 5000 --trials 1)
-	ROUNDS=1 LIVE_SECS=0.3 LIVE_WARM=0 TPUT_SECS=1 PPS_SECS=0.5 RATE_SECS=0.5 WRK_SECS=1 SCRAPES=10 FLOOD_SECS=0.5 SETTLE=0.2 FLOOD_SETTLE=0.5
+	ROUNDS=1 LIVE_SECS=0.3 LIVE_WARM=0 TPUT_SECS=1 PPS_SECS=0.5 RATE_SECS=0.5 WRK_SECS=1 SCRAPES=10 SCRAPE_ROUNDS=1 FLOOD_SECS=0.5 SETTLE=0.2 FLOOD_SETTLE=0.5
 else
 	PROBE_ARGS=(--packets 100000 --trials 2)
-	ROUNDS=3 LIVE_SECS=2 LIVE_WARM=80000 TPUT_SECS=2 PPS_SECS=2 RATE_SECS=4 WRK_SECS=10 SCRAPES=60 FLOOD_SECS=5 SETTLE=0.5 FLOOD_SETTLE=1.5
+	ROUNDS=3 LIVE_SECS=2 LIVE_WARM=80000 TPUT_SECS=2 PPS_SECS=1.5 RATE_SECS=4 WRK_SECS=10 SCRAPES=60 SCRAPE_ROUNDS=2 FLOOD_SECS=5 SETTLE=0.5 FLOOD_SETTLE=1.5
 fi
 LIVE_RATE=100000  # pps in the live probe-cost section
 FIXED_RATE=120000 # pps in the fixed-rate section
@@ -85,11 +94,25 @@ fi
 for b in "$AGENT" "$BENCH"; do
 	[ -x "$b" ] || { echo "bench: $b not found (cargo build --release)" >&2; exit 1; }
 done
-# The appliance build (static, musl) too, where build/cross.sh made one for this host.
-AGENT_STATIC=
+# The appliance build (static, musl) too, where build/cross.sh made one for
+# this host's architecture that is not older than the sources.
+if [ "$BUILD_STATIC" -eq 1 ]; then
+	echo "bench: building the static agent (build/cross.sh $(uname -m))" >&2
+	CARGO_TARGET_DIR=$TARGET_DIR bash build/cross.sh "$(uname -m)" >&2
+fi
+older_than_sources() { # older_than_sources BINARY: a source or probe object is newer
+	[ -n "$(find agent Cargo.toml Cargo.lock probes -newer "$1" -type f \( -name '*.rs' -o -name '*.toml' -o -name '*.lock' -o -name '*.bpf.o' \) -print -quit)" ]
+}
+AGENT_STATIC='' STATIC_NOTE="no static build for $(uname -m) (build/cross.sh, or --build-static)"
 for d in "$TARGET_DIR" "$ROOT/target"; do
 	f=$d/$(uname -m)-unknown-linux-musl/release/netprobe-agent
-	if [ -x "$f" ]; then AGENT_STATIC=$f; break; fi
+	[ -x "$f" ] || continue
+	if older_than_sources "$f"; then
+		STATIC_NOTE="$f is older than the sources, not measured (build/cross.sh, or --build-static)"
+	else
+		AGENT_STATIC=$f STATIC_NOTE="static build measured too (netprobe-static): $f"
+	fi
+	break
 done
 
 # ---------------------------------------------------------------- namespaces, processes, cleanup
@@ -229,12 +252,12 @@ proc_tree() { # proc_tree PID: the PID and its children
 }
 cpu_ns() { # cpu_ns PIDS...: ns on CPU of every thread of these processes
 	local p
-	for p in "$@"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null || true; done | awk '{ s += $1 } END { printf "%d\n", s }'
+	for p in "$@"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null || true; done | awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 mem_kb() { # mem_kb FIELD PIDS...: VmRSS or VmHWM summed over processes
 	local f=$1 p
 	shift
-	for p in "$@"; do grep "^$f:" /proc/"$p"/status 2>/dev/null || true; done | awk '{ s += $2 } END { printf "%d\n", s }'
+	for p in "$@"; do grep "^$f:" /proc/"$p"/status 2>/dev/null || true; done | awk '{ s += $2 } END { printf "%.0f\n", s }'
 }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 rx_packets() { inb cat "/sys/class/net/$IFB/statistics/rx_packets"; }
@@ -284,7 +307,7 @@ EOF
 }
 
 metric() { # metric NAME [FILE]: sum of NAME's samples in the last scrape
-	awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $2 } END { printf "%d\n", s }' "${2:-$WORK/metrics}"
+	awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $2 } END { printf "%.0f\n", s }' "${2:-$WORK/metrics}"
 }
 
 attach_start() { # attach_start OBJECT MODE: empty/naive programs on B's veth
@@ -404,6 +427,7 @@ mon_start() { # mon_start NAME: none, netprobe, naive, or a peer
 	none) ;;
 	netprobe) agent_start ;;
 	netprobe-static) AGENT_BIN=$AGENT_STATIC agent_start ;;
+	netprobe-off) agent_start --xdp-mode off ;;
 	naive) attach_start naive generic ;;
 	*) peer_start "$1" ;;
 	esac
@@ -427,12 +451,12 @@ mon_stop() {
 mon_count() { # packets the monitor reports now (since it started), or "-"
 	local d=$WORK/$MON
 	case $MON in
-	netprobe | netprobe-static)
+	netprobe | netprobe-static | netprobe-off)
 		scrape /metrics >"$WORK/metrics"
 		metric netprobe_interface_rx_packets_total
 		;;
 	softflowd) inb softflowctl -c "$d/ctl" statistics | awk -F': ' '/^Packets processed/ { print $2 }' ;;
-	pmacctd) inb pmacct -p "$d/pipe" -s 2>/dev/null | awk 'NF >= 7 && $(NF - 1) ~ /^[0-9]+$/ { s += $(NF - 1) } END { printf "%d\n", s }' ;;
+	pmacctd) inb pmacct -p "$d/pipe" -s 2>/dev/null | awk 'NF >= 7 && $(NF - 1) ~ /^[0-9]+$/ { s += $(NF - 1) } END { printf "%.0f\n", s }' ;;
 	fastnetmon) inb curl -fsS --max-time 5 "http://127.0.0.1:$FNM_PORT/metrics" | awk '$1 == "fastnetmon_total_simple_packets_processed" { print $2 }' ;;
 	*) echo - ;;
 	esac
@@ -455,7 +479,7 @@ mon_seen() { # mon_seen SENT: packets the monitor saw, once its counters caught 
 mon_flows() { # flows the monitor tracks now, or "-"
 	local d=$WORK/$MON
 	case $MON in
-	netprobe | netprobe-static) scrape /metrics >"$WORK/metrics" && metric netprobe_flow_table_entries ;;
+	netprobe | netprobe-static | netprobe-off) scrape /metrics >"$WORK/metrics" && metric netprobe_flow_table_entries ;;
 	softflowd) inb softflowctl -c "$d/ctl" statistics | awk -F': ' '/^Number of active flows/ { print $2 }' ;;
 	pmacctd) inb pmacct -p "$d/pipe" -s 2>/dev/null | awk '/^For a total of/ { print $5 }' ;;
 	fastnetmon) echo "- (per host)" ;;
@@ -489,6 +513,7 @@ versions() {
 	section "Setup"
 	note "- $(date -u +%Y-%m-%dT%H:%MZ), kernel $(uname -r), $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
 	note "- netprobe $(git describe --always --dirty 2>/dev/null || echo '?'); softflowd $(v softflowd), pmacct $(v pmacct), fastnetmon $(v fastnetmon), node_exporter $(v prometheus-node-exporter), iperf3 $(v iperf3), wrk $(v wrk)"
+	note "- $STATIC_NOTE"
 	note "- $([ "$QUICK" -eq 1 ] && echo "QUICK run (smoke test: one round, tiny durations; figures are rough)" || echo "full run: $ROUNDS rounds per configuration, alternating")"
 	note "- host load when starting: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the host adds noise; ratios are within one round)"
 }
@@ -580,78 +605,87 @@ sec_live() {
 
 sec_throughput() {
 	section "Throughput overhead on veth (B receives; all hooks on B's veth)"
-	local cfgs=(none empty-generic netprobe-auto naive-generic netprobe-off empty-native netprobe-native) c
-	declare -A TCP TCPCPU PPS NSP MODE
+	local cfgs=(empty-generic netprobe-auto naive-generic netprobe-off netprobe-native) c
+	declare -A V R MODE
 	: >"$WORK/iperf.log"
 	bg_start "$WORK/iperf.log" ip netns exec "$NSB" iperf3 -s -p 5201
 	local iperf_pid=$LAST
 	sleep 0.3
+	# One measurement: "TCP_GBITS TCP_CPU_S_PER_GB PPS CPU_NS_PER_PACKET".
+	measure() {
+		local out tcp rx0 rx1 got sent secs gcpu
+		out=$(timeout $((TPUT_SECS + 20)) ip netns exec "$NSA" iperf3 -c 198.18.0.2 -p 5201 -t "$TPUT_SECS" -J) ||
+			{ echo "bench: iperf3 failed" >&2; return 1; }
+		# Gbit/s received, and CPU seconds (client + server) per GB received.
+		tcp=$(python3 -c '
+import json, sys
+e = json.load(sys.stdin)["end"]
+r, c = e["sum_received"], e["cpu_utilization_percent"]
+print(r["bits_per_second"] / 1e9, (c["host_total"] + c["remote_total"]) / 100 * r["seconds"] / (r["bytes"] / 1e9))' <<<"$out")
+		rx0=$(rx_packets)
+		got=$(gen --rate 0 --seconds "$PPS_SECS" --count 100000000 --flows "$FLOWS")
+		rx1=$(rx_packets)
+		read -r sent secs gcpu <<<"$got"
+		echo "$tcp $(awk -v n=$((rx1 - rx0)) -v s="$secs" -v c="$gcpu" -v k="$sent" 'BEGIN { printf "%.0f %.0f", n / s, c / k }')"
+	}
+	# none c1 none c2 none ... : each configuration against the mean of the
+	# baselines measured just before and just after it.
+	local prev cur i
 	for _ in $(seq "$ROUNDS"); do
+		prev=$(measure)
+		V[none]="${V[none]:-}|$prev"
 		for c in "${cfgs[@]}"; do
 			MON_NOTE=
 			case $c in
-			none) ;;
 			netprobe-auto) agent_start --xdp-mode auto ;;
 			netprobe-native) agent_start --xdp-mode native ;;
 			netprobe-off) agent_start --xdp-mode off ;;
 			naive-generic) attach_start naive generic ;;
 			empty-generic) attach_start empty generic ;;
-			empty-native) attach_start empty native ;;
 			esac
 			MODE[$c]=${MON_NOTE:-"-"}
-			local out v
-			out=$(timeout $((TPUT_SECS + 20)) ip netns exec "$NSA" iperf3 -c 198.18.0.2 -p 5201 -t "$TPUT_SECS" -J) ||
-				{ echo "bench: iperf3 failed ($c)" >&2; exit 1; }
-			# Gbit/s received, and CPU seconds (client + server) per GB received.
-			v=$(python3 -c '
-import json, sys
-e = json.load(sys.stdin)["end"]
-r, c = e["sum_received"], e["cpu_utilization_percent"]
-print(r["bits_per_second"] / 1e9, (c["host_total"] + c["remote_total"]) / 100 * r["seconds"] / (r["bytes"] / 1e9))' <<<"$out")
-			TCP[$c]="${TCP[$c]:-} ${v% *}"
-			TCPCPU[$c]="${TCPCPU[$c]:-} ${v#* }"
-			local rx0 rx1 got sent secs gcpu
-			rx0=$(rx_packets)
-			got=$(gen --rate 0 --seconds "$PPS_SECS" --count 100000000 --flows "$FLOWS")
-			rx1=$(rx_packets)
-			read -r sent secs gcpu <<<"$got"
-			PPS[$c]="${PPS[$c]:-} $(awk -v n=$((rx1 - rx0)) -v s="$secs" 'BEGIN { printf "%.0f", n / s }')"
-			NSP[$c]="${NSP[$c]:-} $(awk -v c="$gcpu" -v n="$sent" 'BEGIN { printf "%.0f", c / n }')"
+			local m
+			m=$(measure)
 			mon_stop
+			cur=$(measure)
+			V[none]="${V[none]}|$cur"
+			V[$c]="${V[$c]:-}|$m"
+			R[$c]="${R[$c]:-}|$(awk -v m="$m" -v a="$prev" -v b="$cur" 'BEGIN {
+				split(m, x, " "); split(a, y, " "); split(b, z, " ")
+				for (i = 1; i <= 4; i++) printf "%.4f ", x[i] / ((y[i] + z[i]) / 2) }')"
+			prev=$cur
 		done
 	done
 	stop_pid "$iperf_pid"
-	# Per-round ratios against that round's baseline, then their median.
-	per_round() { # per_round "VALUES" "BASELINES" -> median of value/baseline
-		local -a v b
-		local q=() i
-		read -r -a v <<<"$1"
-		read -r -a b <<<"$2"
-		for i in "${!v[@]}"; do q+=("$(ratio "${v[$i]}" "${b[$i]}")"); done
-		median "${q[@]}"
+	col() { # col "|a b c d|a b c d..." N -> the Nth field of each
+		tr '|' '\n' <<<"$1" | awk -v n="$2" 'NF { print $n }'
+	}
+	span() { # span VALUES... -> "median (min..max)" of ratios, as changes
+		local m lo hi
+		m=$(median "$@")
+		lo=$(printf '%s\n' "$@" | sort -g | head -1)
+		hi=$(printf '%s\n' "$@" | sort -g | tail -1)
+		if [ $# -gt 1 ]; then
+			printf '%s (%s..%s)' "$(pct_change "$m")" "$(pct_change "$lo")" "$(pct_change "$hi")"
+		else
+			pct_change "$m"
+		fi
 	}
 	local t=$WORK/tput.tsv
 	printf 'configuration\thooks\tTCP Gbit/s\tTCP vs none\tTCP CPU per GB vs none\t64-byte kpps\trate vs none\tCPU ns per packet\tCPU per packet vs none\n' >"$t"
+	# shellcheck disable=SC2046
+	row "$t" none - "$(calc "$(median $(col "${V[none]}" 1))")" - - "$(calc "$(median $(col "${V[none]}" 3)) / 1000" %.0f)" - \
+		"$(median $(col "${V[none]}" 4))" -
 	for c in "${cfgs[@]}"; do
-		local tr cr pr nr
-		tr=$(per_round "${TCP[$c]}" "${TCP[none]}")
-		cr=$(per_round "${TCPCPU[$c]}" "${TCPCPU[none]}")
-		pr=$(per_round "${PPS[$c]}" "${PPS[none]}")
-		nr=$(per_round "${NSP[$c]}" "${NSP[none]}")
-		# shellcheck disable=SC2086
-		row "$t" "$c" "${MODE[$c]}" "$(calc "$(median ${TCP[$c]})")" "$(calc "$tr") ($(pct_change "$tr"))" \
-			"$(calc "$cr") ($(pct_change "$cr"))" "$(calc "$(median ${PPS[$c]}) / 1000" %.0f)" "$(calc "$pr") ($(pct_change "$pr"))" \
-			"$(median ${NSP[$c]})" "$(calc "$nr") ($(pct_change "$nr"))"
-		case $c in
-		netprobe-auto) T_NP="$tr $pr $cr $nr" ;;
-		naive-generic) T_NAIVE="$tr $pr $cr $nr" ;;
-		netprobe-native) T_NATIVE="$tr $pr $cr $nr" ;;
-		netprobe-off) T_OFF="$tr $pr $cr $nr" ;;
-		empty-generic) T_EMPTY="$tr $pr $cr $nr" ;;
-		esac
+		# shellcheck disable=SC2046
+		row "$t" "$c" "${MODE[$c]}" "$(calc "$(median $(col "${V[$c]}" 1))")" "$(span $(col "${R[$c]}" 1))" \
+			"$(span $(col "${R[$c]}" 2))" "$(calc "$(median $(col "${V[$c]}" 3)) / 1000" %.0f)" "$(span $(col "${R[$c]}" 3))" \
+			"$(median $(col "${V[$c]}" 4))" "$(span $(col "${R[$c]}" 4))"
+		# shellcheck disable=SC2046
+		T[$c]="$(median $(col "${R[$c]}" 1)) $(median $(col "${R[$c]}" 3)) $(median $(col "${R[$c]}" 2)) $(median $(col "${R[$c]}" 4))"
 	done
-	note "iperf3 TCP A -> B for ${TPUT_SECS} s: B's rate, and the CPU time of both iperf3 ends (iperf3's own figure, which on veth includes the receive path) per GB. Then 64-byte UDP from \`netprobe-bench gen\` as fast as one sender goes for ${PPS_SECS} s, $FLOWS flows: packets B's veth received per second, and the sender's CPU time per packet (on veth the whole receive path, XDP and TC included, runs in the sender's context). The CPU columns are the steadier ones on a shared host: throughput moves with whatever else runs, CPU per unit of work much less."
-	note "Median of $ROUNDS round(s); ratios are per round against \`none\` in the same round. empty-*: programs that only return, so the XDP mode's own cost shows apart from the program's. The agent's \`--xdp-mode auto\` picked: ${MODE[netprobe-auto]}."
+	note "Each configuration is measured between two runs with nothing attached (none, A, none, B, none, ...) and compared with their mean; $ROUNDS round(s); changes are the median over rounds, (min..max) beside. TCP: iperf3 A -> B for ${TPUT_SECS} s: B's rate, and the CPU time of both iperf3 ends (iperf3's own figure; on veth it includes the receive path) per GB. 64-byte: UDP from \`netprobe-bench gen\` as fast as one sender goes for ${PPS_SECS} s, $FLOWS flows: packets B's veth received per second, and the sender's CPU time per packet (on veth the whole receive path, XDP and TC included, runs in the sender's context). The CPU columns are the steadier ones on a shared host; TCP on 2 busy cores moves a lot between runs."
+	note "empty-generic: programs that only return, so generic XDP's own cost shows apart from the program's. The agent's \`--xdp-mode auto\` picked: ${MODE[netprobe-auto]}."
 	note ''
 	table "$t"
 }
@@ -660,7 +694,7 @@ sec_rate() {
 	section "At a fixed rate: $((FIXED_RATE / 1000)) kpps of 64-byte UDP, $FLOWS flows, ${RATE_SECS} s"
 	local cfgs=(none netprobe) c
 	[ -z "$AGENT_STATIC" ] || cfgs+=(netprobe-static)
-	cfgs+=(naive softflowd pmacctd fastnetmon)
+	cfgs+=(netprobe-off naive softflowd pmacctd fastnetmon)
 	declare -A PATH_CPU BUSY OWN RSS HWM SENT SEEN
 	for _ in $(seq "$ROUNDS"); do
 		for c in "${cfgs[@]}"; do
@@ -675,7 +709,7 @@ sec_rate() {
 			c0=$(cpu_ns $pids)
 			# shellcheck disable=SC2046
 			k0=$(cpu_ns $(ksoftirqd_pids))
-			got=$(gen --rate "$FIXED_RATE" --seconds "$RATE_SECS" --count "$(calc "$FIXED_RATE * $RATE_SECS" %d)" --flows "$FLOWS")
+			got=$(gen --rate "$FIXED_RATE" --seconds "$RATE_SECS" --count "$(calc "$FIXED_RATE * $RATE_SECS" %.0f)" --flows "$FLOWS")
 			# shellcheck disable=SC2046
 			k1=$(cpu_ns $(ksoftirqd_pids))
 			# shellcheck disable=SC2086
@@ -730,17 +764,26 @@ sec_rate() {
 		[ -z "${SEEN[$c]:-}" ] || seen="$(median ${SEEN[$c]})%"
 		exm=$(median "${ex[@]}")
 		hxm=$(median "${hx[@]}")
-		if [ "$c" = none ]; then exm=- hxm=-; else exm=$(printf '%+.1f' "$exm") hxm=$(printf '%+.2f' "$hxm"); fi
+		R_EXTRA[$c]=$(printf '%+.1f' "$exm")
+		if [ "$c" = none ]; then
+			exm=- hxm=-
+		else
+			exm=$(printf '%+.1f' "$exm")
+			# The spread over rounds, to read the differences against.
+			[ ${#ex[@]} -lt 2 ] || exm="$exm ($(printf '%s\n' "${ex[@]}" | sort -g | head -1)..$(printf '%s\n' "${ex[@]}" | sort -g | tail -1))"
+			hxm=$(printf '%+.2f' "$hxm")
+		fi
 		# shellcheck disable=SC2086
 		row "$t" "$c" "$(calc "$(median ${SENT[$c]}) / 1000" %.1f)" "$seen" "$(median "${pv[@]}")" "$exm" \
 			"$(calc "$(median "${rr[@]}")")" "$own" "$rss" "$hwm" "$(median "${bv[@]}")" "$hxm"
-		R_EXTRA[$c]=$exm R_OWN[$c]=$own R_RSS[$c]=$rss R_SEEN[$c]=$seen
+		R_OWN[$c]=$own R_RSS[$c]=$rss R_SEEN[$c]=$seen
 	done
 	note "Each monitor alone on B's veth, started fresh, in rounds (${cfgs[*]}, again ...); median of $ROUNDS round(s), differences and ratios per round against \`none\`."
 	note "- packet-path CPU: % of one core spent on the traffic: the sender (on veth the receiver's softirq work, XDP, TC, the stack and the capture taps, runs in the sender's context), ksoftirqd, and the monitor's own threads (schedstat). Other work on the host does not count here."
 	note "- monitor process CPU: the monitor's threads alone. NetProbe's and the naive program's per-packet work is in the kernel: it is in the packet-path column, not here."
 	note "- host busy: every CPU from /proc/stat over the window, as the issue asks; it includes whatever else the host runs and tops out at $(nproc) cores."
 	note "- seen: packets the monitor reports over packets sent; sent below the target rate means the sender was starved of CPU."
+	note "- netprobe: the agent as users run it on veth (\`--xdp-mode auto\`: generic XDP and TC); netprobe-off: \`--xdp-mode off\`, TC ingress and egress only."
 	[ -z "$AGENT_STATIC" ] || note "- netprobe-static: the static musl build from build/cross.sh ($AGENT_STATIC, $(date -r "$AGENT_STATIC" -u +%Y-%m-%dT%H:%MZ)), musl's allocator."
 	note ''
 	table "$t"
@@ -750,24 +793,35 @@ sec_scrape() {
 	section "Scrape cost: /metrics of netprobe-agent and node_exporter"
 	local url_np="http://127.0.0.1:$AGENT_PORT/metrics" url_ne="http://127.0.0.1:$NE_PORT/metrics"
 	local exporters=(netprobe) e
+	[ -z "$AGENT_STATIC" ] || exporters+=(netprobe-static)
 	installed node_exporter && exporters+=(node_exporter)
-	MON=none
-	agent_start
-	local np_pid=$MON_PID
-	local ne_pid=
+	declare -A LAT RPS CPUR PID URL RSSE HWME
+	local ne_pid='' agent_now=''
 	if installed node_exporter; then
 		peer_start node_exporter
 		ne_pid=$MON_PID
+		PID[node_exporter]=$ne_pid URL[node_exporter]=$url_ne
 	fi
-	MON_PID=
-	# Some traffic first, so the agent has flows and rates to show.
-	gen --rate 50000 --seconds 1 --count 50000 --flows "$FLOWS" >/dev/null
-	sleep 1.2
-	declare -A LAT RPS CPUR PID URL
-	PID[netprobe]=$np_pid URL[netprobe]=$url_np
-	PID[node_exporter]=$ne_pid URL[node_exporter]=$url_ne
+	MON_PID=''
+	use() { # use EXPORTER: one agent at a time (they share B's veth and port)
+		case $1 in
+		netprobe | netprobe-static)
+			if [ "$agent_now" != "$1" ]; then
+				[ -z "${PID[netprobe]:-}${PID[netprobe-static]:-}" ] || stop_pid "${PID[$agent_now]}"
+				PID[netprobe]='' PID[netprobe-static]=''
+				if [ "$1" = netprobe ]; then agent_start; else AGENT_BIN=$AGENT_STATIC agent_start; fi
+				PID[$1]=$MON_PID URL[$1]=$url_np agent_now=$1
+				MON_PID=''
+				# Some traffic first, so the agent has flows and rates to show.
+				gen --rate 50000 --seconds 1 --count 50000 --flows "$FLOWS" >/dev/null
+				sleep 1.2
+			fi
+			;;
+		esac
+	}
 	for _ in 1 2; do
 		for e in "${exporters[@]}"; do
+			use "$e"
 			# One curl, keep-alive, SCRAPES/2 sequential scrapes; time of each.
 			local args=() i
 			for i in $(seq $((SCRAPES / 2))); do args+=(-o /dev/null "${URL[$e]}"); done
@@ -776,9 +830,10 @@ sec_scrape() {
 	done
 	local have_wrk=1
 	have wrk || have_wrk=0
-	if [ "$have_wrk" -eq 1 ]; then
-		for _ in $(seq "$ROUNDS"); do
-			for e in "${exporters[@]}"; do
+	for _ in $(seq "$SCRAPE_ROUNDS"); do
+		for e in "${exporters[@]}"; do
+			use "$e"
+			if [ "$have_wrk" -eq 1 ]; then
 				local c0 c1 out n
 				c0=$(cpu_ns "${PID[$e]}")
 				out=$(inb timeout $((WRK_SECS + 20)) wrk -t1 -c4 -d"${WRK_SECS}s" "${URL[$e]}")
@@ -786,15 +841,16 @@ sec_scrape() {
 				n=$(awk '/requests in/ { print $1 }' <<<"$out")
 				RPS[$e]="${RPS[$e]:-} $(awk '/^Requests\/sec/ { print $2 }' <<<"$out")"
 				CPUR[$e]="${CPUR[$e]:-} $(awk -v d=$((c1 - c0)) -v n="$n" 'BEGIN { if (n > 0) printf "%.0f", d / n / 1000; else print "n/a" }')"
-			done
+			fi
+			inb curl -fsS --max-time 10 "${URL[$e]}" >"$WORK/$e.prom"
+			RSSE[$e]=$(mem_kb VmRSS "${PID[$e]}") HWME[$e]=$(mem_kb VmHWM "${PID[$e]}")
 		done
-	fi
+	done
 	local t=$WORK/scrape.tsv
 	printf 'exporter\tscrape ms (median)\treq/s (wrk -t1 -c4)\treq/s vs node_exporter\tCPU us per scrape\tseries\tbytes\tpromtool lint lines\tRSS MB\tpeak RSS MB\n' >"$t"
 	local -a rn=()
 	[ -z "${RPS[node_exporter]:-}" ] || read -r -a rn <<<"${RPS[node_exporter]}"
 	for e in "${exporters[@]}"; do
-		inb curl -fsS --max-time 10 "${URL[$e]}" >"$WORK/$e.prom"
 		local series bytes lint
 		series=$(grep -vc '^#' "$WORK/$e.prom" || true)
 		bytes=$(wc -c <"$WORK/$e.prom")
@@ -819,15 +875,14 @@ sec_scrape() {
 		local lat
 		# shellcheck disable=SC2086
 		lat=$(calc "$(median ${LAT[$e]}) * 1000" %.2f)
-		row "$t" "$e" "$lat" "$rps" "$rvs" "$cpur" "$series" "$bytes" "$lint" "$(mb "$(mem_kb VmRSS "${PID[$e]}")")" "$(mb "$(mem_kb VmHWM "${PID[$e]}")")"
-		S_LAT[$e]=$lat S_RPS[$e]=$rps S_RSS[$e]=$(mb "$(mem_kb VmRSS "${PID[$e]}")")
-		if [ "$e" = netprobe ]; then S_RR=$rvs; fi
+		row "$t" "$e" "$lat" "$rps" "$rvs" "$cpur" "$series" "$bytes" "$lint" "$(mb "${RSSE[$e]}")" "$(mb "${HWME[$e]}")"
+		S_LAT[$e]=$lat S_RPS[$e]=$rps S_RSS[$e]=$(mb "${RSSE[$e]}") S_RR[$e]=$rvs
 	done
+	[ -z "$agent_now" ] || stop_pid "${PID[$agent_now]}"
 	[ -z "$ne_pid" ] || stop_pid "$ne_pid"
-	stop_pid "$np_pid"
 	[ "$have_wrk" -eq 1 ] || note "wrk is not installed (build/bench-deps.sh): no requests per second."
 	installed node_exporter || note "node_exporter is not installed (build/bench-deps.sh)."
-	note "Both in B, on B's loopback; the agent collects every 1 s (--collect-interval 1s) and watches one veth; node_exporter runs Debian's default collectors. scrape ms: $SCRAPES sequential scrapes over one keep-alive connection (curl), alternating A B; req/s: wrk -t1 -c4 -d${WRK_SECS}s, alternating, median of $ROUNDS round(s), ratio per round. CPU us per scrape: the exporter's CPU time during wrk over its requests."
+	note "All in B, on B's loopback; the agent collects every 1 s (--collect-interval 1s) and watches one veth (one agent build at a time); node_exporter runs Debian's default collectors. scrape ms: $SCRAPES sequential scrapes over one keep-alive connection (curl), alternating; req/s: wrk -t1 -c4 -d${WRK_SECS}s, alternating, median of $SCRAPE_ROUNDS round(s), ratio per round. CPU us per scrape: the exporter's CPU time during wrk over its requests. RSS after the last wrk run."
 	note ''
 	table "$t"
 }
@@ -849,7 +904,7 @@ sec_flood() {
 		pids=$(mon_pids)
 		# shellcheck disable=SC2086
 		r0=$(mem_kb VmRSS $pids)
-		got=$(gen --rate "$FLOOD_RATE" --seconds "$FLOOD_SECS" --count "$(calc "$FLOOD_RATE * $FLOOD_SECS" %d)" --random)
+		got=$(gen --rate "$FLOOD_RATE" --seconds "$FLOOD_SECS" --count "$(calc "$FLOOD_RATE * $FLOOD_SECS" %.0f)" --random)
 		sleep "$FLOOD_SETTLE" # a collection, a plugin flush
 		# shellcheck disable=SC2086
 		r1=$(mem_kb VmRSS $pids)
@@ -860,7 +915,7 @@ sec_flood() {
 			local ids
 			ids=$(agent_prog_ids | tr ' ' '\n' | cut -d= -f2 | tr '\n' ' ')
 			# shellcheck disable=SC2086
-			maps=$(mb "$(prog_stats $ids | awk '$1 == "maps" { printf "%d", $3 / 1024 }')")
+			maps=$(mb "$(prog_stats $ids | awk '$1 == "maps" { printf "%.0f", $3 / 1024 }')")
 			scrape /metrics >"$WORK/metrics"
 			flows="$flows of $(metric netprobe_flow_table_capacity) ($(metric netprobe_flows_created_total) admitted, $(metric netprobe_flow_untracked_packets_total) packets not admitted)"
 		fi
@@ -889,7 +944,9 @@ sec_sizes() {
 			if [ -x "$d/$triple/release/netprobe-agent" ]; then found=$d/$triple/release/netprobe-agent; break; fi
 		done
 		if [ -n "$found" ]; then
-			row "$t" "netprobe-agent" "$triple (static)" "$(sz "$found")" 0
+			local age=''
+			! older_than_sources "$found" || age=", older than the sources"
+			row "$t" "netprobe-agent" "$triple (static$age)" "$(sz "$found")" 0
 		else
 			row "$t" "netprobe-agent" "$triple" "not built (run build/cross.sh)" "-"
 		fi
@@ -929,30 +986,31 @@ summary() {
 		read -r a c <<<"$L_1K"
 		row "$t" "live ns/pkt, 1k flows, XDP" "-" "naive $c" "$a" "$(better "$a" "$c")"
 	fi
-	if [ -n "${T_NP:-}" ]; then
+	if [ -n "${T[netprobe-auto]:-}" ]; then
 		local t1 p1 c1 n1 t2 p2 c2 n2
-		read -r t1 p1 c1 n1 <<<"$T_NP"
-		read -r t2 p2 c2 n2 <<<"$T_NAIVE"
+		read -r t1 p1 c1 n1 <<<"${T[netprobe-auto]}"
+		read -r t2 p2 c2 n2 <<<"${T[naive-generic]}"
 		row "$t" "iperf3 TCP on veth: throughput; CPU per GB" "naive -17% throughput" "naive $(pct_change "$t2"); $(pct_change "$c2")" "$(pct_change "$t1"); $(pct_change "$c1")" "throughput $(better "$t1" "$t2" 0), CPU $(better "$c1" "$c2")"
 		row "$t" "64-byte packets on veth: rate; CPU per packet" "naive -24% rate" "naive $(pct_change "$p2"); $(pct_change "$n2")" "$(pct_change "$p1"); $(pct_change "$n1")" "rate $(better "$p1" "$p2" 0), CPU $(better "$n1" "$n2")"
-		read -r t2 p2 c2 n2 <<<"$T_NATIVE"
+		read -r t2 p2 c2 n2 <<<"${T[netprobe-native]}"
 		row "$t" "--xdp-mode auto (generic) vs native on veth: TCP throughput" "-" "native $(pct_change "$t2")" "auto $(pct_change "$t1")" "$(better "$t1" "$t2" 0)"
-		read -r t2 p2 c2 n2 <<<"$T_OFF"
+		read -r t2 p2 c2 n2 <<<"${T[netprobe-off]}"
 		row "$t" "--xdp-mode auto vs off (TC only) on veth: TCP; CPU per packet" "-" "off $(pct_change "$t2"); $(pct_change "$n2")" "auto $(pct_change "$t1"); $(pct_change "$n1")" "TCP $(better "$t1" "$t2" 0), CPU $(better "$n1" "$n2")"
-		read -r t2 p2 c2 n2 <<<"$T_EMPTY"
+		read -r t2 p2 c2 n2 <<<"${T[empty-generic]}"
 		row "$t" "CPU per 64-byte packet: generic XDP alone (empty program)" "-" "empty generic $(pct_change "$n2")" "netprobe auto $(pct_change "$n1")" "-"
 	fi
 	if [ -n "${R_EXTRA[netprobe]:-}" ]; then
-		local m tg
+		local m tg np
+		np="auto ${R_EXTRA[netprobe]} (${R_OWN[netprobe]})"
+		[ -z "${R_EXTRA[netprobe-off]:-}" ] || np="$np, off ${R_EXTRA[netprobe-off]}"
+		np="$np; ${R_RSS[netprobe]} MB"
+		[ -z "${R_RSS[netprobe-static]:-}" ] || np="$np (static build ${R_RSS[netprobe-static]} MB)"
 		for m in softflowd pmacctd fastnetmon; do
 			[ -n "${R_EXTRA[$m]:-}" ] || continue
 			case $m in softflowd) tg="6% CPU, 5 MB" ;; pmacctd) tg="a full core, 42 MB" ;; fastnetmon) tg="548 MB" ;; esac
-			local np_rss=${R_RSS[netprobe]}
-			[ -z "${R_RSS[netprobe-static]:-}" ] || np_rss="$np_rss (static: ${R_RSS[netprobe-static]})"
-			row "$t" "$((FIXED_RATE / 1000)) kpps: packet-path CPU over none, % of a core (process); RSS MB" "$m: $tg" \
-				"$m: ${R_EXTRA[$m]} (${R_OWN[$m]}), ${R_RSS[$m]} MB, seen ${R_SEEN[$m]}" \
-				"${R_EXTRA[netprobe]} (${R_OWN[netprobe]}), $np_rss MB" \
-				"CPU $(better "${R_EXTRA[netprobe]}" "${R_EXTRA[$m]}"), RSS $(better "${R_RSS[netprobe-static]:-${R_RSS[netprobe]}}" "${R_RSS[$m]}")"
+			row "$t" "$((FIXED_RATE / 1000)) kpps: packet-path CPU over none, points of a core (monitor process); RSS" "$m: $tg" \
+				"$m: ${R_EXTRA[$m]} (${R_OWN[$m]}); ${R_RSS[$m]} MB; seen ${R_SEEN[$m]}" "$np" \
+				"CPU: auto $(better "${R_EXTRA[netprobe]}" "${R_EXTRA[$m]}"), off $(better "${R_EXTRA[netprobe-off]:-}" "${R_EXTRA[$m]}"); RSS $(better "${R_RSS[netprobe]}" "${R_RSS[$m]}") (static $(better "${R_RSS[netprobe-static]:-}" "${R_RSS[$m]}"))"
 		done
 	fi
 	if [ -n "${F_MEM[netprobe]:-}" ]; then
@@ -961,10 +1019,14 @@ summary() {
 		row "$t" "RSS MB after the random-source flood" "-" "$(IFS=';'; echo "${others[*]:-n/a}" | sed 's/;/; /g')" "${F_MEM[netprobe]}" "see the flood table"
 	fi
 	if [ -n "${S_LAT[netprobe]:-}" ] && [ -n "${S_LAT[node_exporter]:-}" ]; then
-		row "$t" "scrape: ms; req/s (wrk -t1 -c4); RSS MB" "node_exporter ~11 ms, ~100 req/s, 22 MB" \
-			"node_exporter ${S_LAT[node_exporter]} ms, ${S_RPS[node_exporter]} req/s, ${S_RSS[node_exporter]} MB" \
-			"${S_LAT[netprobe]} ms, ${S_RPS[netprobe]} req/s (x${S_RR}), ${S_RSS[netprobe]} MB" \
-			"ms $(better "${S_LAT[netprobe]}" "${S_LAT[node_exporter]}"), req/s $(better "${S_RPS[netprobe]}" "${S_RPS[node_exporter]}" 0), RSS $(better "${S_RSS[netprobe]}" "${S_RSS[node_exporter]}")"
+		local e
+		for e in netprobe netprobe-static; do
+			[ -n "${S_LAT[$e]:-}" ] || continue
+			row "$t" "scrape ($e): ms; req/s (wrk -t1 -c4); RSS MB" "node_exporter ~11 ms, ~100 req/s, 22 MB" \
+				"node_exporter ${S_LAT[node_exporter]} ms, ${S_RPS[node_exporter]} req/s, ${S_RSS[node_exporter]} MB" \
+				"${S_LAT[$e]} ms, ${S_RPS[$e]} req/s (x${S_RR[$e]}), ${S_RSS[$e]} MB" \
+				"ms $(better "${S_LAT[$e]}" "${S_LAT[node_exporter]}"), req/s $(better "${S_RPS[$e]}" "${S_RPS[node_exporter]}" 0), RSS $(better "${S_RSS[$e]}" "${S_RSS[node_exporter]}")"
+		done
 	fi
 	if [ "$(wc -l <"$t")" -gt 1 ]; then
 		note "Ratios and differences are within this run; absolute figures depend on the host."
@@ -976,8 +1038,7 @@ summary() {
 }
 
 # ---------------------------------------------------------------- main
-declare -A R_EXTRA R_OWN R_RSS R_SEEN S_LAT S_RPS S_RSS F_MEM
-S_RR=n/a
+declare -A R_EXTRA R_OWN R_RSS R_SEEN S_LAT S_RPS S_RSS S_RR F_MEM T
 echo "# NetProbe benchmark against alternatives"
 versions
 setup_net

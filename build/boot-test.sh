@@ -221,6 +221,15 @@ else
 	fail "netprobe_build_info: $(grep '^netprobe_build_info' "$WORK/metrics_now")"
 fi
 
+# The socket layer: its CO-RE object relocated and attached on the guest's
+# kernel (Debian 6.1), which proves CO-RE across kernel versions.
+if [ "$(awk '$1 == "netprobe_socket_probes_loaded" { print $2 }' "$WORK/metrics_now")" = 1 ]; then
+	ok "netprobe_socket_probes_loaded 1 on $(grep -o 'kernel="[^"]*"' "$WORK/metrics_now" | head -1)"
+else
+	fail "socket probes not loaded: $(grep '^netprobe_socket_probes_loaded' "$WORK/metrics_now") (/status sockets.disabled_reason says why)"
+fi
+passive0=$(sample netprobe_tcp_connections_opened_total 'direction="passive"')
+
 # Traffic: N requests from the host are at least N packets each way and N
 # SYNs on eth0 (each is a new TCP connection through the forward).
 counters() {
@@ -242,6 +251,13 @@ if [ -n "${rx0:-}" ] && [ "$drx" -ge "$N_REQUESTS" ] && [ "$dtx" -ge "$N_REQUEST
 	ok "$N_REQUESTS requests from the host: eth0 rx packets +$drx, tx packets +$dtx, SYNs (xdp) +$dsyn"
 else
 	fail "$N_REQUESTS requests from the host: eth0 rx packets +$drx, tx packets +$dtx, SYNs +$dsyn (want >= $N_REQUESTS each; before: rx=${rx0:-?} tx=${tx0:-?} syn=${syn0:-?})"
+fi
+
+passive1=$(sample netprobe_tcp_connections_opened_total 'direction="passive"')
+if [ $((${passive1:-0} - ${passive0:-0})) -ge "$N_REQUESTS" ]; then
+	ok "$N_REQUESTS requests from the host: netprobe_tcp_connections_opened_total{direction=\"passive\"} +$((passive1 - passive0))"
+else
+	fail "passive opens grew by $((${passive1:-0} - ${passive0:-0})), want >= $N_REQUESTS"
 fi
 
 # Counts before the guest restarts and kills the agent: with the maps

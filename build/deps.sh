@@ -18,6 +18,7 @@ packages=(
 	python3        # e2e: /status JSON checks
 	nmap           # e2e-security: port scans
 	hping3         # e2e-security: floods
+	nftables       # e2e-sockets: drops one packet in ten (retransmits; no netem here)
 	gcc-aarch64-linux-gnu # linker for aarch64-unknown-linux-musl (build/cross.sh)
 	qemu-user-static     # runner for the aarch64 unit/golden tests
 	qemu-system-x86      # build/boot-test.sh x86_64

@@ -14,7 +14,9 @@
 # abandoned connections; connections held open (the gauge, and /status
 # lists with process, bytes and RTT); retransmits under an nftables rule in B
 # that drops one packet in ten (this kernel has no netem); --socket-netns
-# all; --socket-probes off; bad flags; nothing left loaded after SIGTERM.
+# all; --socket-probes off; a kernel without BTF (hidden from the agent:
+# one log line, XDP and TC keep working); bad flags; nothing left loaded
+# after SIGTERM.
 # First, the static checks: the probe source compiles against both
 # architectures' kernel types, and the object relocates (CO-RE) against the
 # BTF of Debian's 6.1 kernels, amd64 and arm64 (build/vmlinux.sh --btf
@@ -133,8 +135,16 @@ setup_net() {
 	sleep 1
 }
 
+# Ids of loaded socket programs. Other agents on the host (other tests) may
+# hold their own: this agent's are those it has file descriptors of.
+sock_prog_ids() { bpftool prog show | awk '/name netprobe_sock/ { sub(":", "", $1); print $1 }' | sort; }
+agent_sock_prog_ids() {
+	cat /proc/"$AGENT_PID"/fdinfo/* 2>/dev/null | awk '/^prog_id:/ { print $2 }' | sort -u | comm -12 - <(sock_prog_ids)
+}
+
 start_agent() {
-	ip netns exec "$NSA" "$AGENT" --interface-filter "$IFA" --listen-address 127.0.0.1 --metrics-port "$PORT" \
+	# AGENT_WRAP: a command the agent runs under (phase_no_btf).
+	ip netns exec "$NSA" ${AGENT_WRAP:-} "$AGENT" --interface-filter "$IFA" --listen-address 127.0.0.1 --metrics-port "$PORT" \
 		--collect-interval 200ms "$@" >"$LOG/agent.log" 2>&1 &
 	AGENT_PID=$!
 	for _ in $(seq 50); do
@@ -147,8 +157,8 @@ start_agent() {
 }
 
 stop_agent() { # LABEL
-	local code=0 during left
-	during=$(bpftool prog show | grep -c 'name netprobe_sock' || true)
+	local code=0 mine left
+	mine=$(agent_sock_prog_ids)
 	kill -TERM "$AGENT_PID"
 	wait "$AGENT_PID" || code=$?
 	AGENT_PID=
@@ -156,14 +166,14 @@ stop_agent() { # LABEL
 	# Programs are freed once the kernel drops the last reference to their
 	# links, which may trail the process's exit a little.
 	for _ in $(seq 30); do
-		left=$(bpftool prog show | grep 'name netprobe_sock' || true)
+		left=$(comm -12 <(echo "$mine") <(sock_prog_ids))
 		[ -z "$left" ] && break
 		sleep 0.1
 	done
 	if [ -n "$left" ]; then
-		fail "$1: socket programs left loaded: $left"
+		fail "$1: socket programs left loaded: ids $(echo $left)"
 	else
-		ok "$1: $during socket programs were loaded, none left after exit"
+		ok "$1: $(echo "$mine" | grep -c .) socket programs were loaded, none left after exit"
 	fi
 	grep -qi 'panic' "$LOG/agent.log" && fail "$1: agent log has a panic" || true
 }
@@ -285,6 +295,16 @@ t = [x for x in f if x["error"] == "ETIMEDOUT"][0]
 assert t["remote_port"] == 7002 and 2.0 < t["duration_seconds"] < 10, t
 assert s["connections"]["entries"] == 0, s["connections"]
 EOF
+	if python3 - "$LOG/status-lifecycle.json" "$B4" <<'EOF' 2>"$LOG/py-err"; then ok "$p /status: conn_failures alert (3 refused connects from one process, --conn-fail-threshold 3)"; else fail "$p /status conn_failures: $(cat "$LOG/py-err")"; fi
+import json, sys
+sec = json.load(open(sys.argv[1]))["security"]
+al = [a for a in sec["alerts_active"] + sec["alerts_recent"] if a["kind"] == "conn_failures"]
+assert al, sec
+a = [a for a in al if a["target"] == sys.argv[2]]
+assert a and a[0]["source"].startswith("python3[") and a[0]["port"] == 7009 and a[0]["count"] >= 3, al
+EOF
+	grep -q 'alert conn_failures: source python3\[' "$LOG/agent.log" && ok "$p agent log: one warning per conn_failures alert" ||
+		fail "$p agent log has no conn_failures warning"
 }
 
 phase_held() {
@@ -379,9 +399,34 @@ phase_off() {
 	scrape /metrics >"$LOG/metrics"
 	expect off "netprobe_socket_probes_loaded" "$(metric netprobe_socket_probes_loaded)" 0
 	local n
-	n=$(bpftool prog show | grep -c 'name netprobe_sock' || true)
+	n=$(agent_sock_prog_ids | grep -c . || true)
 	expect off "socket programs loaded" "$n" 0
 	stop_agent off
+}
+
+phase_no_btf() {
+	echo "e2e-sockets: a kernel without BTF (/sys/kernel/btf hidden from the agent)"
+	cat >"$LOG/nobtf.sh" <<-'EOF'
+		#!/bin/sh
+		mount -t tmpfs nobtf /sys/kernel/btf && exec "$@"
+	EOF
+	AGENT_WRAP="unshare -m --propagation private sh $LOG/nobtf.sh" start_agent ||
+		{ fail "agent did not become healthy without BTF"; return; }
+	scrape /metrics >"$LOG/metrics"
+	expect nobtf "netprobe_socket_probes_loaded" "$(metric netprobe_socket_probes_loaded)" 0
+	local hooks
+	hooks=$(grep -c "^netprobe_hook_attached{interface=\"$IFA\"" "$LOG/metrics" || true)
+	[ "$hooks" -ge 2 ] && ok "nobtf: XDP and TC keep working ($hooks hooks attached on $IFA)" || fail "nobtf: $hooks hooks attached"
+	local lines
+	lines=$(grep -c 'socket layer disabled' "$LOG/agent.log" || true)
+	if [ "$lines" -eq 1 ] && grep -q 'socket layer disabled: the kernel has no BTF' "$LOG/agent.log"; then
+		ok "nobtf: one log line: $(grep -o 'socket layer disabled.*' "$LOG/agent.log")"
+	else
+		fail "nobtf: log: $(cat "$LOG/agent.log")"
+	fi
+	grep -q '"disabled_reason": "the kernel has no BTF' <(scrape /status) && ok "nobtf: /status says why" ||
+		fail "nobtf: /status has no disabled_reason"
+	stop_agent nobtf
 }
 
 bad_input() {
@@ -403,7 +448,9 @@ bad_input() {
 static_checks
 setup_net
 bad_input
-start_agent || { fail "agent did not become healthy"; exit 1; }
+# --conn-fail-threshold 3: the lifecycle's 3 refused connects from one
+# process raise a conn_failures alert.
+start_agent --conn-fail-threshold 3 || { fail "agent did not become healthy"; exit 1; }
 grep -q 'socket probes attached' "$LOG/agent.log" && ok "agent log: $(grep -o 'socket probes attached.*' "$LOG/agent.log")" ||
 	fail "agent log has no 'socket probes attached' line: $(cat "$LOG/agent.log")"
 scrape /metrics >"$LOG/metrics"
@@ -414,5 +461,6 @@ phase_retransmits
 stop_agent self
 phase_all_namespaces
 phase_off
+phase_no_btf
 echo "e2e-sockets: $PASSED passed, $FAILED failed (logs in $LOG)"
 [ "$FAILED" -eq 0 ]

@@ -31,12 +31,13 @@ bash build/e2e.sh target/release/netprobe-agent
 bash build/e2e-restart.sh target/release/netprobe-agent
 bash build/e2e-hotplug.sh target/release/netprobe-agent
 bash build/e2e-security.sh target/release/netprobe-agent
+bash build/e2e-sockets.sh target/release/netprobe-agent
 
 step "appliance: static builds (x86_64 and aarch64 musl)"
 bash build/cross.sh
 
 step "appliance: unit and golden tests on aarch64 (qemu-aarch64-static)"
-cargo test --locked --target aarch64-unknown-linux-musl --lib --test golden
+cargo test --locked --target aarch64-unknown-linux-musl --lib --test golden --test golden_sockets --test fuzz_parsers
 
 step "appliance: boot test x86_64 (QEMU, TCG)"
 bash build/boot-test.sh x86_64
@@ -46,6 +47,7 @@ bash build/boot-test.sh aarch64
 
 step "benchmark smoke run"
 cargo run --locked --release --bin netprobe-bench -- --quick
+cargo run --locked --release --bin netprobe-sockbench -- --quick
 
 echo
 echo "test: all tiers passed"

@@ -123,9 +123,23 @@ impl Collector {
     }
 
     /// Hands the socket layer to the collector: its snapshot goes into each
-    /// collection and its ring buffer is drained in `run`.
-    pub fn set_sockets(&mut self, sockets: crate::sockets::SocketLayer) {
+    /// collection and its ring buffer is drained in `run`. Its connection
+    /// events are queued (bounded) for the security detector's connection
+    /// detectors, which take them after each drain.
+    pub fn set_sockets(&mut self, mut sockets: crate::sockets::SocketLayer) {
+        if let Some(p) = sockets.probes_mut() {
+            p.enable_event_queue(SOCKET_EVENT_QUEUE);
+        }
         self.sockets = Some(sockets);
+    }
+
+    /// Hands the connection events queued since the last call to the
+    /// security detector (failed connects per process, resets to many peers).
+    fn feed_connection_events(&mut self) {
+        if let Some(p) = self.sockets.as_mut().and_then(|s| s.probes_mut()) {
+            let events = p.take_events();
+            self.security.ingest_sockets(&events);
+        }
     }
 
     pub fn sockets_mut(&mut self) -> Option<&mut crate::sockets::SocketLayer> {
@@ -340,6 +354,13 @@ impl Collector {
             });
         loop {
             self.sync_and_report();
+            // The socket probes wake the agent only when their ring fills
+            // up: take what came since, so the snapshot includes it.
+            if let (Some(r), Some(p)) = (sock_ring.as_mut(), self.sockets.as_mut().and_then(|s| s.probes_mut())) {
+                // SAFETY: the ring buffer is only read here; its fd stays open.
+                p.drain(unsafe { r.get_mut() });
+            }
+            self.feed_connection_events();
             if let Err(e) = self.collect_once() {
                 warn!("collection failed: {e}");
             }
@@ -397,6 +418,7 @@ impl Collector {
                             // SAFETY: the ring buffer is only read here; its fd stays open.
                             p.drain(unsafe { r.get_mut() });
                         }
+                        self.feed_connection_events();
                     }
                     Wake::Sockets(Err(e)) => {
                         warn!("connection events disabled: polling the socket ring buffer failed: {e}");
@@ -436,6 +458,10 @@ impl Collector {
         }
     }
 }
+
+/// Connection events held between two drains for the security detector;
+/// a wake comes when the socket ring is a quarter full, so this is ample.
+const SOCKET_EVENT_QUEUE: usize = 8192;
 
 /// What woke the collector between collections.
 enum Wake {

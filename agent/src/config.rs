@@ -221,6 +221,22 @@ pub struct Args {
     #[argh(option, default = "4096", from_str_fn(crate::detect::parse_max_blocked))]
     pub max_blocked: u32,
 
+    /// window of the connection detectors, conn_failures and reset_peers (default 10s; 10ms to 1m)
+    #[argh(option, default = "Duration::from_secs(10)", from_str_fn(crate::detect::parse_window))]
+    pub conn_window: Duration,
+
+    /// failed outbound connections (refused, timed out, reset in the
+    /// handshake) from one process within --conn-window that raise a
+    /// conn_failures alert (default 20; 0 = off)
+    #[argh(option, default = "20", from_str_fn(crate::detect::parse_conn_fail_threshold))]
+    pub conn_fail_threshold: u32,
+
+    /// distinct peers of TCP resets (sent or received) from one process, or
+    /// one local address, within --conn-window that raise a reset_peers
+    /// alert (default 10; 0 = off; at most 1024)
+    #[argh(option, default = "10", from_str_fn(crate::detect::parse_reset_peers_threshold))]
+    pub reset_peers_threshold: u32,
+
     /// per-source scan sketches in the kernel, a power of two (default 8192, 96 B each)
     #[argh(option, default = "8192", from_str_fn(crate::detect::parse_slots))]
     pub scan_slots: u32,

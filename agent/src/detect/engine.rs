@@ -10,9 +10,10 @@ use std::time::Duration;
 use log::warn;
 use serde::Serialize;
 
-use super::{kind_name, Mitigate};
+use super::{kind_name, Mitigate, CONN_FAILURES, RESET_PEERS};
 use crate::abi::detect::{self as k, AlertEvent};
 use crate::lists::Cidr;
+use crate::sockets::{Direction, EventKind, Outcome, SocketEvent};
 
 /// Flood records whose source sketch has more bits than this come from
 /// many sources: random or spoofed, so no single source is named or blocked.
@@ -26,6 +27,14 @@ pub struct EngineConfig {
     pub block_duration: Duration,
     pub max_blocked: usize,
     pub allowlist: Vec<Cidr>,
+    /// Window of the connection detectors (conn_failures, reset_peers).
+    pub conn_window: Duration,
+    /// Failed outbound connects from one process per window (0 = off).
+    pub conn_fail_threshold: u32,
+    /// Distinct peers of resets, per process or host, per window (0 = off).
+    pub reset_peers_threshold: u32,
+    /// Processes (or local addresses) the connection detectors track at once.
+    pub max_conn_procs: usize,
 }
 
 impl Default for EngineConfig {
@@ -37,6 +46,10 @@ impl Default for EngineConfig {
             block_duration: Duration::from_secs(60),
             max_blocked: 4096,
             allowlist: Vec::new(),
+            conn_window: Duration::from_secs(10),
+            conn_fail_threshold: 20,
+            reset_peers_threshold: 10,
+            max_conn_procs: 1024,
         }
     }
 }
@@ -62,12 +75,16 @@ impl Clock {
 enum Target {
     Addr(IpAddr),
     Interface(u32),
+    /// Many peers (connection detectors).
+    Many,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key {
     kind: u32,
     source: Option<IpAddr>,
+    /// Local process of the connection detectors (0: none, or by address).
+    pid: u32,
     target: Target,
 }
 
@@ -131,6 +148,34 @@ pub struct Engine {
     raised: [u64; k::KIND_MAX],
     records: u64,
     blocks: HashMap<IpAddr, BlockDecision>,
+    /// Windowed state of the connection detectors (bounded: max_conn_procs).
+    procs: HashMap<ProcKey, ProcState>,
+}
+
+/// Who the connection detectors count for: the process, or the local
+/// address when the kernel did not say which process (e.g. a RST sent for
+/// a segment no socket wanted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum ProcKey {
+    Pid(u32),
+    Local(IpAddr),
+}
+
+#[derive(Debug, Default)]
+struct ProcState {
+    /// `comm[pid]`, or the local address.
+    label: String,
+    last_ns: u64,
+    fail_start: u64,
+    fails: u64,
+    fail_peer: Option<(IpAddr, u16)>,
+    fail_many: bool,
+    fail_alerted: bool,
+    reset_start: u64,
+    resets: u64,
+    /// Distinct peers this window, at most the threshold.
+    reset_peers: Vec<IpAddr>,
+    reset_alerted: bool,
 }
 
 fn protocol(p: u8) -> String {
@@ -171,7 +216,7 @@ impl Engine {
         let iface = matches!(kind, k::IFACE_PPS | k::IFACE_BPS);
         let source = if spoofed || iface { None } else { Some(ev.src_ip()) };
         let target = if iface { Target::Interface(ev.ifindex) } else { Target::Addr(ev.dst_ip()) };
-        let key = Key { kind, source, target };
+        let key = Key { kind, source, pid: 0, target };
         let seen = now.unix_of(ev.timestamp_ns);
         let rate = if ev.window_ns > 0 { ev.value as f64 / (ev.window_ns as f64 / 1e9) } else { 0.0 };
         let mut actions = Vec::new();
@@ -201,6 +246,7 @@ impl Engine {
                 target: match target {
                     Target::Addr(ip) => ip.to_string(),
                     Target::Interface(i) => format!("interface:{i}"),
+                    Target::Many => "many".into(),
                 },
                 port: ev.port,
                 protocol: protocol(ev.proto),
@@ -268,6 +314,152 @@ impl Engine {
         actions
     }
 
+    /// Folds one connection event into the connection detectors: failed
+    /// outbound connects per process (`conn_failures`) and resets to or from
+    /// distinct peers per process or host (`reset_peers`). Windows are
+    /// tumbling, per process, on the events' kernel time; each crossing
+    /// raises (or refreshes) one alert per window.
+    pub fn ingest_conn(&mut self, ev: &SocketEvent, now: Clock) {
+        let fail_thr = u64::from(self.cfg.conn_fail_threshold);
+        let reset_thr = self.cfg.reset_peers_threshold as usize;
+        let failure = fail_thr > 0 && ev.kind == EventKind::Closed(Outcome::Failed) && ev.direction != Direction::Passive;
+        let reset = reset_thr > 0 && matches!(ev.kind, EventKind::ResetSent | EventKind::ResetReceived);
+        if !failure && !reset {
+            return;
+        }
+        let key = match ev.pid {
+            Some(p) => ProcKey::Pid(p),
+            None => ProcKey::Local(ev.local),
+        };
+        if !self.procs.contains_key(&key) && self.procs.len() >= self.cfg.max_conn_procs.max(1) {
+            // Full: the process seen least recently makes room.
+            if let Some(old) = self.procs.iter().min_by_key(|(_, s)| s.last_ns).map(|(k, _)| *k) {
+                self.procs.remove(&old);
+            }
+        }
+        let window = self.cfg.conn_window.as_nanos() as u64;
+        let t = ev.timestamp_ns;
+        let st = self.procs.entry(key).or_insert_with(|| ProcState {
+            label: match (ev.pid, &ev.comm) {
+                (Some(p), Some(c)) => format!("{c}[{p}]"),
+                (Some(p), None) => format!("[{p}]"),
+                _ => ev.local.to_string(),
+            },
+            ..Default::default()
+        });
+        st.last_ns = st.last_ns.max(t);
+        let mut raise = Vec::new();
+        if failure {
+            if st.fails == 0 || t.saturating_sub(st.fail_start) >= window {
+                st.fail_start = t;
+                st.fails = 0;
+                st.fail_peer = None;
+                st.fail_many = false;
+                st.fail_alerted = false;
+            }
+            st.fails += 1;
+            match st.fail_peer {
+                None => st.fail_peer = Some((ev.remote, ev.remote_port)),
+                Some((ip, _)) if ip != ev.remote => st.fail_many = true,
+                _ => {}
+            }
+            if st.fails >= fail_thr {
+                let (target, port) = match (st.fail_many, st.fail_peer) {
+                    (false, Some((ip, p))) => (Target::Addr(ip), p),
+                    _ => (Target::Many, 0),
+                };
+                raise.push((CONN_FAILURES, target, port, st.fails, !st.fail_alerted));
+                st.fail_alerted = true;
+            }
+        }
+        if reset {
+            if st.resets == 0 || t.saturating_sub(st.reset_start) >= window {
+                st.reset_start = t;
+                st.resets = 0;
+                st.reset_peers.clear();
+                st.reset_alerted = false;
+            }
+            st.resets += 1;
+            if st.reset_peers.len() < reset_thr && !st.reset_peers.contains(&ev.remote) {
+                st.reset_peers.push(ev.remote);
+            }
+            if st.reset_peers.len() >= reset_thr {
+                raise.push((RESET_PEERS, Target::Many, 0, st.reset_peers.len() as u64, !st.reset_alerted));
+                st.reset_alerted = true;
+            }
+        }
+        if raise.is_empty() {
+            return;
+        }
+        let label = st.label.clone();
+        let (pid, source) = match key {
+            ProcKey::Pid(p) => (p, None),
+            ProcKey::Local(ip) => (0, Some(ip)),
+        };
+        let seen = now.unix_of(t);
+        let secs = self.cfg.conn_window.as_secs_f64();
+        for (kind, target, port, count, crossing) in raise {
+            let key = Key { kind, source, pid, target };
+            let rate = if secs > 0.0 { count as f64 / secs } else { 0.0 };
+            if let Some(a) = self.alerts.get_mut(&key) {
+                a.last_seen = a.last_seen.max(seen);
+                a.count = count;
+                a.rate = rate;
+                a.active = true;
+                if crossing {
+                    a.records += 1;
+                }
+                continue;
+            }
+            if !crossing {
+                // Evicted since this window's crossing: not raised again.
+                continue;
+            }
+            if self.alerts.len() >= self.cfg.max_alerts.max(1) {
+                self.evict_one();
+            }
+            if let Some(slot) = self.raised.get_mut(kind as usize) {
+                *slot += 1;
+            }
+            let a = Alert {
+                kind: kind_name(kind),
+                source: label.clone(),
+                target: match target {
+                    Target::Addr(ip) => ip.to_string(),
+                    Target::Interface(i) => format!("interface:{i}"),
+                    Target::Many => "many".into(),
+                },
+                port,
+                protocol: "tcp".into(),
+                count,
+                rate,
+                first_seen: seen,
+                last_seen: seen,
+                reported_at: now.unix,
+                active: true,
+                records: 1,
+                interface_ifindex: 0,
+                mitigated: false,
+            };
+            warn!(
+                "alert {}: source {} target {}{}: {} {} in {:?}",
+                a.kind,
+                a.source,
+                a.target,
+                if port != 0 { format!(" port {port}") } else { String::new() },
+                a.count,
+                if kind == CONN_FAILURES { "failed outbound connections" } else { "distinct peers with resets" },
+                self.cfg.conn_window
+            );
+            self.alerts.insert(key, a);
+        }
+    }
+
+    /// Connection-detector entries held now (bounded by max_conn_procs).
+    pub fn conn_procs(&self) -> usize {
+        self.procs.len()
+    }
+
     fn evict_one(&mut self) {
         // The oldest inactive alert, else the oldest.
         let victim = self
@@ -286,6 +478,9 @@ impl Engine {
         for a in self.alerts.values_mut() {
             a.active = now.unix - a.last_seen < hold;
         }
+        // Connection-detector state whose windows are long over.
+        let stale = 2 * self.cfg.conn_window.as_nanos() as u64;
+        self.procs.retain(|_, s| now.boot_ns.saturating_sub(s.last_ns) < stale);
         let expired: Vec<IpAddr> =
             self.blocks.values().filter(|b| b.expires_boot_ns <= now.boot_ns).map(|b| b.addr).collect();
         expired
@@ -375,6 +570,7 @@ mod tests {
 
     const A: [u8; 4] = [198, 18, 0, 2];
     const V: [u8; 4] = [198, 18, 0, 1];
+    const B: [u8; 4] = [198, 18, 1, 2];
 
     #[test]
     fn one_alert_per_key_however_many_records() {
@@ -466,5 +662,113 @@ mod tests {
         let al = e.alerts();
         assert_eq!(al.len(), 1);
         assert_eq!((al[0].source.as_str(), al[0].target.as_str()), ("", "interface:7"));
+    }
+
+    fn conn(kind: EventKind, pid: Option<u32>, peer: [u8; 4], t_ms: u64) -> SocketEvent {
+        SocketEvent {
+            kind,
+            family: "ipv4",
+            local: "198.18.1.1".parse().unwrap(),
+            local_port: 40000,
+            remote: IpAddr::from(peer),
+            remote_port: 7009,
+            direction: Direction::Active,
+            pid,
+            comm: Some("curl".into()),
+            netns: 1,
+            state: "syn_sent",
+            error: 111,
+            srtt_seconds: 0.0,
+            retransmits: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            timestamp_ns: t_ms * 1_000_000,
+            start_ns: 0,
+            established_ns: 0,
+            seeded: false,
+            was_established: false,
+        }
+    }
+
+    const REFUSED: EventKind = EventKind::Closed(Outcome::Failed);
+
+    #[test]
+    fn many_refused_connects_from_one_process_raise_one_conn_failures_alert() {
+        let mut e = Engine::new(EngineConfig::default());
+        for i in 0..25 {
+            e.ingest_conn(&conn(REFUSED, Some(42), B, 100 * i), at(100 * i));
+        }
+        let al = e.alerts();
+        assert_eq!(al.len(), 1);
+        let a = &al[0];
+        assert_eq!((a.kind, a.source.as_str(), a.target.as_str(), a.port), ("conn_failures", "curl[42]", "198.18.1.2", 7009));
+        assert_eq!((a.count, a.records), (25, 1));
+        assert_eq!(e.raised()[CONN_FAILURES as usize], 1);
+        assert_eq!(e.active_by_kind()[CONN_FAILURES as usize], 1);
+        // Other peers: the target is many.
+        let mut e = Engine::new(EngineConfig::default());
+        for i in 0..25u8 {
+            e.ingest_conn(&conn(REFUSED, Some(42), [198, 18, 1, i], u64::from(i)), at(u64::from(i)));
+        }
+        assert_eq!(e.alerts()[0].target, "many");
+    }
+
+    #[test]
+    fn few_failures_or_failures_spread_over_windows_raise_nothing() {
+        let mut e = Engine::new(EngineConfig::default());
+        for i in 0..5 {
+            e.ingest_conn(&conn(REFUSED, Some(42), B, i), at(i));
+        }
+        // 25 more, one every second: never 20 within 10s.
+        for i in 0..25 {
+            e.ingest_conn(&conn(REFUSED, Some(43), B, 1000 * i), at(1000 * i));
+        }
+        // Accepted connections that failed are not outbound.
+        let mut inbound = conn(REFUSED, Some(44), B, 0);
+        inbound.direction = Direction::Passive;
+        for _ in 0..30 {
+            e.ingest_conn(&inbound, at(0));
+        }
+        assert!(e.alerts().is_empty());
+    }
+
+    #[test]
+    fn resets_to_many_peers_raise_reset_peers_but_not_to_one() {
+        let mut e = Engine::new(EngineConfig::default());
+        for i in 0..12u8 {
+            let kind = if i % 2 == 0 { EventKind::ResetSent } else { EventKind::ResetReceived };
+            e.ingest_conn(&conn(kind, None, [198, 18, 1, 10 + i], u64::from(i)), at(u64::from(i)));
+        }
+        let al = e.alerts();
+        assert_eq!(al.len(), 1);
+        assert_eq!((al[0].kind, al[0].source.as_str(), al[0].target.as_str()), ("reset_peers", "198.18.1.1", "many"));
+        assert_eq!(al[0].count, 10);
+        let mut e = Engine::new(EngineConfig::default());
+        for i in 0..200 {
+            e.ingest_conn(&conn(EventKind::ResetReceived, Some(7), B, i), at(i));
+        }
+        assert!(e.alerts().is_empty());
+    }
+
+    #[test]
+    fn connection_state_stays_bounded_under_many_processes() {
+        let mut e = Engine::new(EngineConfig { max_alerts: 32, ..Default::default() });
+        for pid in 0..10_000u32 {
+            for j in 0..2 {
+                e.ingest_conn(&conn(REFUSED, Some(pid + 1), B, u64::from(pid)), at(u64::from(pid) + j));
+            }
+        }
+        assert_eq!(e.conn_procs(), 1024);
+        assert!(e.alerts().is_empty());
+        e.tick(at(10_000 + 20_001));
+        assert_eq!(e.conn_procs(), 0, "stale windows are dropped");
+        // Alerts bounded as well.
+        let mut e = Engine::new(EngineConfig { conn_fail_threshold: 1, max_alerts: 32, ..Default::default() });
+        for pid in 0..10_000u32 {
+            e.ingest_conn(&conn(REFUSED, Some(pid + 1), B, u64::from(pid)), at(u64::from(pid)));
+        }
+        assert_eq!(e.alerts().len(), 32);
+        assert_eq!(e.conn_procs(), 1024);
+        assert_eq!(e.raised()[CONN_FAILURES as usize], 10_000);
     }
 }

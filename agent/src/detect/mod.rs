@@ -54,6 +54,12 @@ impl Mitigate {
     }
 }
 
+/// Kinds the agent raises itself from the socket layer's connection
+/// events (not probe records): failed outbound connects from one process,
+/// and resets involving many peers.
+pub const CONN_FAILURES: u32 = 13;
+pub const RESET_PEERS: u32 = 14;
+
 /// Metric label and JSON name of an alert kind (bounded set).
 pub fn kind_name(kind: u32) -> &'static str {
     match kind {
@@ -69,12 +75,14 @@ pub fn kind_name(kind: u32) -> &'static str {
         k::CLOSED_PORTS => "closed_ports",
         k::PORT_POLICY => "port_policy",
         k::BLOCKLIST => "blocklist",
+        CONN_FAILURES => "conn_failures",
+        RESET_PEERS => "reset_peers",
         _ => "unknown",
     }
 }
 
-/// Every kind the probes emit, in label order.
-pub const KINDS: [u32; 12] = [
+/// Every kind (the probes' and the agent's own), in label order.
+pub const KINDS: [u32; 14] = [
     k::SCAN_VERTICAL,
     k::SCAN_HORIZONTAL,
     k::SYN_FLOOD,
@@ -87,6 +95,8 @@ pub const KINDS: [u32; 12] = [
     k::CLOSED_PORTS,
     k::PORT_POLICY,
     k::BLOCKLIST,
+    CONN_FAILURES,
+    RESET_PEERS,
 ];
 
 /// Thresholds, windows and sizes, from the flags. Rates are per second;
@@ -122,6 +132,12 @@ pub struct DetectConfig {
     /// The lists' rules, parsed (`lists.rs`); loaded into the tries.
     pub blocklist: Vec<crate::lists::Cidr>,
     pub allowlist: Vec<crate::lists::Cidr>,
+    /// Window of the connection detectors.
+    pub conn_window: Duration,
+    /// Failed outbound connects from one process per conn window (0 = off).
+    pub conn_fail_threshold: u32,
+    /// Distinct peers of resets per process or host per conn window (0 = off).
+    pub reset_peers_threshold: u32,
 }
 
 impl Default for DetectConfig {
@@ -151,6 +167,9 @@ impl Default for DetectConfig {
             max_alerts: 256,
             blocklist: Vec::new(),
             allowlist: Vec::new(),
+            conn_window: Duration::from_secs(10),
+            conn_fail_threshold: 20,
+            reset_peers_threshold: 10,
         }
     }
 }
@@ -282,6 +301,22 @@ pub fn parse_max_alerts(s: &str) -> Result<usize, String> {
     }
 }
 
+/// `--conn-fail-threshold`: 0 (off) to 100000.
+pub fn parse_conn_fail_threshold(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(v) if v <= 100_000 => Ok(v),
+        _ => Err(format!("connection failure threshold '{s}' is not a whole number from 0 to 100000")),
+    }
+}
+
+/// `--reset-peers-threshold`: 0 (off) to 1024 (the peers are kept per process).
+pub fn parse_reset_peers_threshold(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(v) if v <= 1024 => Ok(v),
+        _ => Err(format!("reset peers threshold '{s}' is not a whole number from 0 to 1024")),
+    }
+}
+
 pub fn parse_max_blocked(s: &str) -> Result<u32, String> {
     match s.trim().parse::<u32>() {
         Ok(v) if (1..=1 << 20).contains(&v) => Ok(v),
@@ -331,6 +366,9 @@ impl DetectConfig {
             max_alerts: a.max_alerts,
             blocklist: read(&a.blocklist)?,
             allowlist: read(&a.allowlist)?,
+            conn_window: a.conn_window,
+            conn_fail_threshold: a.conn_fail_threshold,
+            reset_peers_threshold: a.reset_peers_threshold,
             ..d
         })
     }
@@ -344,6 +382,10 @@ impl DetectConfig {
             block_duration: self.block_duration,
             max_blocked: self.max_blocked as usize,
             allowlist: self.allowlist.clone(),
+            conn_window: self.conn_window,
+            conn_fail_threshold: self.conn_fail_threshold,
+            reset_peers_threshold: self.reset_peers_threshold,
+            ..Default::default()
         }
     }
 }
@@ -369,6 +411,18 @@ impl Detector {
         let actions = self.engine.ingest(ev, engine::Clock::now());
         if let Some(m) = self.maps.as_mut() {
             m.apply(&actions);
+        }
+    }
+
+    /// Connection events from the socket layer, for the connection
+    /// detectors (nothing with --no-detect).
+    pub fn ingest_sockets(&mut self, events: &[crate::sockets::SocketEvent]) {
+        if !self.enabled || events.is_empty() {
+            return;
+        }
+        let now = engine::Clock::now();
+        for e in events {
+            self.engine.ingest_conn(e, now);
         }
     }
 

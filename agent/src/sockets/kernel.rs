@@ -28,19 +28,27 @@ pub enum SocketError {
     Load(aya::EbpfError),
     MissingProgram(&'static str),
     MissingMap(&'static str),
-    Program { program: &'static str, source: aya::programs::ProgramError },
-    Attach { tracepoint: &'static str, source: aya::programs::ProgramError },
-    Map { map: &'static str, source: aya::maps::MapError },
+    Program {
+        program: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    Attach {
+        tracepoint: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    Map {
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
     Iter(String),
 }
 
 impl fmt::Display for SocketError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SocketError::NoBtf => write!(
-                f,
-                "the kernel has no BTF ({KERNEL_BTF} is missing; it needs CONFIG_DEBUG_INFO_BTF=y)"
-            ),
+            SocketError::NoBtf => {
+                write!(f, "the kernel has no BTF ({KERNEL_BTF} is missing; it needs CONFIG_DEBUG_INFO_BTF=y)")
+            }
             SocketError::Btf(e) => write!(f, "reading the kernel's BTF from {KERNEL_BTF}: {e}"),
             SocketError::Load(e) => {
                 write!(f, "loading the socket probes failed: {e}")?;
@@ -104,7 +112,6 @@ impl SocketProbes {
         if !std::path::Path::new(KERNEL_BTF).exists() {
             return Err(SocketError::NoBtf);
         }
-        let btf = Btf::from_sys_fs().map_err(SocketError::Btf)?;
         let netns_inode = own_netns();
         let cfg_netns: u32 = match config.netns {
             NetnsScope::SelfNs => netns_inode.unwrap_or(0),
@@ -113,14 +120,17 @@ impl SocketProbes {
         if config.netns == NetnsScope::SelfNs && netns_inode.is_none() {
             warn!("cannot read /proc/self/ns/net: the socket probes count every network namespace");
         }
+        // The loader reads the kernel's BTF for the CO-RE relocations and
+        // drops it after; the attach targets need it again below. One
+        // parsed copy (~15 MB) at a time keeps the peak down.
         let mut bpf = EbpfLoader::new()
-            .btf(Some(&btf))
             .map_max_entries(probes::MAP_SOCK_CONNS, config.max_connections)
             .map_max_entries(probes::MAP_SOCK_EVENTS, config.ringbuf_size)
             .override_global(probes::GLOBAL_SOCK_NETNS, &cfg_netns, true)
             .load(probes::socket_object())
             .map_err(SocketError::Load)?;
 
+        let btf = Btf::from_sys_fs().map_err(SocketError::Btf)?;
         for (name, tracepoint) in probes::SOCK_TRACEPOINTS {
             let p: &mut BtfTracePoint = program(&mut bpf, name)?;
             p.load(tracepoint, &btf).map_err(|source| SocketError::Program { program: name, source })?;
@@ -195,12 +205,28 @@ impl SocketProbes {
         self.events.add_hook(hook);
     }
 
+    /// Keeps up to `cap` connection events for [`SocketProbes::take_events`]
+    /// (off by default).
+    pub fn enable_event_queue(&mut self, cap: usize) {
+        self.events.enable_queue(cap);
+    }
+
+    /// Connection events since the last call, oldest first (after
+    /// [`SocketProbes::enable_event_queue`]); events that did not fit are
+    /// counted in [`SocketProbes::events_dropped`].
+    pub fn take_events(&mut self) -> Vec<super::SocketEvent> {
+        self.events.take_queued()
+    }
+
+    /// Events the queue of [`SocketProbes::take_events`] had no room for.
+    pub fn events_dropped(&self) -> u64 {
+        self.events.queue_dropped
+    }
+
     /// The kernel counters, summed over CPUs.
     pub fn stats(&self) -> Result<SockStats, SocketError> {
-        let per_cpu = self
-            .stats
-            .get(&0, 0)
-            .map_err(|source| SocketError::Map { map: probes::MAP_SOCK_STATS, source })?;
+        let per_cpu =
+            self.stats.get(&0, 0).map_err(|source| SocketError::Map { map: probes::MAP_SOCK_STATS, source })?;
         let mut sum = SockStats::default();
         for v in per_cpu.iter() {
             sum.add(v);

@@ -7,9 +7,14 @@
 //! - The collector drains the probes' ring buffer ([`SocketProbes::drain`])
 //!   and takes a [`SocketSnapshot`] each collection: `/status` field
 //!   `sockets`, and [`render_metrics`].
-//! - Detectors of abnormal connections register a hook
-//!   ([`SocketProbes::add_hook`]) that sees every [`SocketEvent`]:
-//!   failed connects with the process that made them, resets with the peer.
+//! - Detectors of abnormal connections (many failed connects from one
+//!   process, resets to many peers) see every [`SocketEvent`] with the
+//!   process, the peer and the outcome: through a hook
+//!   ([`SocketProbes::add_hook`], called inline on the collector's thread)
+//!   or a bounded queue they pull after each drain
+//!   ([`SocketProbes::enable_event_queue`], [`SocketProbes::take_events`]).
+//!   Events reach the agent when the ring is a quarter full or at the next
+//!   collection, whichever comes first.
 //!
 //! Namespaces: by default only the agent's own network namespace is
 //! counted (`--socket-netns self`), so the counters are that namespace's
@@ -145,6 +150,8 @@ impl SocketLayer {
             info!("socket probes off (--socket-probes off)");
             return SocketLayer::Disabled("off (--socket-probes off)".into());
         }
+        // Loading parses the kernel's BTF (megabytes, freed after): the
+        // agent hands the freed heap back (main.rs, release_load_memory).
         match SocketProbes::load(config) {
             Ok(p) => SocketLayer::Loaded(Box::new(p)),
             Err(e) => {

@@ -158,8 +158,7 @@ impl SocketEvent {
 
     /// Seconds from open to this event; `None` when the open was not seen.
     pub fn duration_seconds(&self) -> Option<f64> {
-        (self.start_ns != 0 && !self.seeded)
-            .then(|| self.timestamp_ns.saturating_sub(self.start_ns) as f64 / 1e9)
+        (self.start_ns != 0 && !self.seeded).then(|| self.timestamp_ns.saturating_sub(self.start_ns) as f64 / 1e9)
     }
 }
 
@@ -398,6 +397,11 @@ pub struct EventState {
     pub received: u64,
     pub undecodable: u64,
     hooks: Vec<SocketEventHook>,
+    /// Events kept for [`EventState::take_queued`], when enabled.
+    queue: VecDeque<SocketEvent>,
+    queue_cap: usize,
+    /// Events the queue had no room for (its reader fell behind).
+    pub queue_dropped: u64,
 }
 
 impl EventState {
@@ -410,7 +414,23 @@ impl EventState {
             received: 0,
             undecodable: 0,
             hooks: Vec::new(),
+            queue: VecDeque::new(),
+            queue_cap: 0,
+            queue_dropped: 0,
         }
+    }
+
+    /// Keeps up to `cap` events for [`EventState::take_queued`] (0: off,
+    /// the default): the pull-side alternative to a hook, for a reader on
+    /// the same thread (the collector's detectors).
+    pub fn enable_queue(&mut self, cap: usize) {
+        self.queue_cap = cap;
+        self.queue.truncate(cap);
+    }
+
+    /// The queued events, oldest first; the queue is empty afterwards.
+    pub fn take_queued(&mut self) -> Vec<SocketEvent> {
+        self.queue.drain(..).collect()
     }
 
     pub fn add_hook(&mut self, hook: SocketEventHook) {
@@ -445,6 +465,13 @@ impl EventState {
         }
         for h in &mut self.hooks {
             h(e);
+        }
+        if self.queue_cap > 0 {
+            if self.queue.len() < self.queue_cap {
+                self.queue.push_back(e.clone());
+            } else {
+                self.queue_dropped += 1;
+            }
         }
     }
 }
@@ -582,6 +609,23 @@ mod tests {
         assert_eq!(st.srtt.count, 1);
         assert_eq!(st.srtt.sum, 0.0015);
         assert_eq!(st.srtt.cumulative().last(), Some(&(f64::INFINITY, 1)));
+    }
+
+    #[test]
+    fn queue_is_bounded_and_drained() {
+        let mut st = EventState::new(0);
+        st.record(&bytes(&event(sock::EV_RESET_SENT, 0)));
+        assert!(st.take_queued().is_empty(), "off by default");
+        st.enable_queue(2);
+        for port in 1..=3u16 {
+            let mut e = event(sock::EV_CLOSED, sock::CLOSE_FAILED);
+            e.lport = port;
+            st.record(&bytes(&e));
+        }
+        let q = st.take_queued();
+        assert_eq!(q.iter().map(|e| e.local_port).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(st.queue_dropped, 1);
+        assert!(st.take_queued().is_empty());
     }
 
     #[test]

@@ -43,48 +43,108 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
 /// Appends the socket layer's metrics to `out`. A layer that is not loaded
 /// shows only `netprobe_socket_probes_loaded 0`.
 pub fn render_metrics(s: &SocketSnapshot, out: &mut String) {
-    one(out, "netprobe_socket_probes_loaded", "gauge",
-        "1 when the socket-layer probes (TCP tracepoints) are loaded and attached.", u64::from(s.loaded));
+    one(
+        out,
+        "netprobe_socket_probes_loaded",
+        "gauge",
+        "1 when the socket-layer probes (TCP tracepoints) are loaded and attached.",
+        u64::from(s.loaded),
+    );
     if !s.loaded {
         return;
     }
     let c = &s.counters;
-    family(out, "netprobe_tcp_connections_opened_total", "counter",
-        "TCP connections opened: active (this host connected, SNMP ActiveOpens), passive (accepted, PassiveOpens).");
+    family(
+        out,
+        "netprobe_tcp_connections_opened_total",
+        "counter",
+        "TCP connections opened: active (this host connected, SNMP ActiveOpens), passive (accepted, PassiveOpens).",
+    );
     sample(out, "netprobe_tcp_connections_opened_total", &[("direction", "active")], c.opened_active);
     sample(out, "netprobe_tcp_connections_opened_total", &[("direction", "passive")], c.opened_passive);
-    one(out, "netprobe_tcp_connections_failed_total", "counter",
+    one(
+        out,
+        "netprobe_tcp_connections_failed_total",
+        "counter",
         "TCP connection attempts that failed in the handshake: refused, timed out, unreachable (SNMP AttemptFails).",
-        c.failed);
+        c.failed,
+    );
     family(out, "netprobe_tcp_connections_closed_total", "counter",
         "TCP connections closed: normal (after the close handshake began), aborted (from established, by a reset, timeout or abort: SNMP EstabResets), abandoned (closed by their owner during the handshake).");
     sample(out, "netprobe_tcp_connections_closed_total", &[("reason", "normal")], c.closed_normal);
     sample(out, "netprobe_tcp_connections_closed_total", &[("reason", "aborted")], c.closed_aborted);
     sample(out, "netprobe_tcp_connections_closed_total", &[("reason", "abandoned")], c.closed_abandoned);
-    one(out, "netprobe_tcp_connections_established", "gauge",
-        "Tracked TCP connections in ESTABLISHED or CLOSE-WAIT (SNMP CurrEstab).", c.established);
+    one(
+        out,
+        "netprobe_tcp_connections_established",
+        "gauge",
+        "Tracked TCP connections in ESTABLISHED or CLOSE-WAIT (SNMP CurrEstab).",
+        c.established,
+    );
     family(out, "netprobe_tcp_resets_total", "counter", "TCP resets (RST) sent and received.");
     sample(out, "netprobe_tcp_resets_total", &[("direction", "sent")], c.resets_sent);
     sample(out, "netprobe_tcp_resets_total", &[("direction", "received")], c.resets_received);
-    one(out, "netprobe_tcp_retransmitted_segments_total", "counter",
-        "TCP segments retransmitted, SYN-ACKs included (SNMP RetransSegs).", c.retransmitted_segments);
-    one(out, "netprobe_tcp_connect_aborted_total", "counter",
+    one(
+        out,
+        "netprobe_tcp_retransmitted_segments_total",
+        "counter",
+        "TCP segments retransmitted, SYN-ACKs included (SNMP RetransSegs).",
+        c.retransmitted_segments,
+    );
+    one(
+        out,
+        "netprobe_tcp_connect_aborted_total",
+        "counter",
         "connect() calls that failed before sending their SYN (no local port, no route); not counted as opened.",
-        c.connect_aborted);
-    histogram(out, "netprobe_tcp_connection_duration_seconds",
-        "Lifetime of closed TCP connections that were established, from the SYN or accept to close.", &s.duration);
-    histogram(out, "netprobe_tcp_srtt_seconds",
-        "Smoothed round-trip time of TCP connections when they closed.", &s.srtt);
-    one(out, "netprobe_tcp_connections_tracked", "gauge",
-        "Connections in the kernel connection table (sock_conns).", s.connections.entries);
-    one(out, "netprobe_tcp_connections_tracked_capacity", "gauge",
-        "Size of the kernel connection table (--max-connections).", s.connections.capacity);
-    one(out, "netprobe_tcp_connections_untracked_total", "counter",
-        "Connections not tracked because the connection table was full (counted, not listed).", c.untracked);
-    one(out, "netprobe_socket_events_total", "counter",
-        "Connection events received from the socket probes' ring buffer.", s.events_total);
-    one(out, "netprobe_socket_events_lost_total", "counter",
-        "Connection events the probes dropped because the ring buffer was full.", c.events_lost);
+        c.connect_aborted,
+    );
+    histogram(
+        out,
+        "netprobe_tcp_connection_duration_seconds",
+        "Lifetime of closed TCP connections that were established, from the SYN or accept to close.",
+        &s.duration,
+    );
+    histogram(
+        out,
+        "netprobe_tcp_srtt_seconds",
+        "Smoothed round-trip time of TCP connections when they closed.",
+        &s.srtt,
+    );
+    one(
+        out,
+        "netprobe_tcp_connections_tracked",
+        "gauge",
+        "Connections in the kernel connection table (sock_conns).",
+        s.connections.entries,
+    );
+    one(
+        out,
+        "netprobe_tcp_connections_tracked_capacity",
+        "gauge",
+        "Size of the kernel connection table (--max-connections).",
+        s.connections.capacity,
+    );
+    one(
+        out,
+        "netprobe_tcp_connections_untracked_total",
+        "counter",
+        "Connections not tracked because the connection table was full (counted, not listed).",
+        c.untracked,
+    );
+    one(
+        out,
+        "netprobe_socket_events_total",
+        "counter",
+        "Connection events received from the socket probes' ring buffer.",
+        s.events_total,
+    );
+    one(
+        out,
+        "netprobe_socket_events_lost_total",
+        "counter",
+        "Connection events the probes dropped because the ring buffer was full.",
+        c.events_lost,
+    );
 }
 
 #[cfg(test)]
