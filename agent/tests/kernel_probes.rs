@@ -26,92 +26,15 @@ use netprobe::abi::{
 use netprobe::packet;
 use netprobe::packet::{ipv6_addr, tcp, Built, ExtHdr, Frame, Layer, LayerKind};
 use netprobe::probes;
-use netprobe::testrun::{test_run, Context, TestRun, TestRunError, TestRunOutput, MIN_PACKET_LEN};
+use netprobe::testrun::{test_run, TestRun, TestRunError, TestRunOutput, MIN_PACKET_LEN};
 
-const LO: u32 = 1;
-const XDP_PASS: u32 = 2;
-const TC_ACT_UNSPEC: u32 = -1i32 as u32;
+mod common;
+use common::{Prog, LO};
 
 // ---------------------------------------------------------------------------
 // Privileges and loading
 
-fn require_privileges() {
-    const CAP_NET_ADMIN: u32 = 12;
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_BPF: u32 = 39;
-    let status = std::fs::read_to_string("/proc/self/status")
-        .expect("kernel tests: cannot read /proc/self/status to check capabilities");
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    let has = |bit: u32| cap_eff & (1u64 << bit) != 0;
-    let bpf = has(CAP_BPF) || has(CAP_SYS_ADMIN);
-    let net = has(CAP_NET_ADMIN) || has(CAP_SYS_ADMIN);
-    assert!(
-        bpf && net,
-        "kernel tests need CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN to load XDP/TC programs \
-         and run BPF_PROG_TEST_RUN; this process has CapEff={cap_eff:#x}. \
-         Run them as root: sudo -E cargo test --test kernel_probes"
-    );
-}
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Prog {
-    Xdp,
-    TcIngress,
-    TcEgress,
-}
-
-impl Prog {
-    const ALL: [Prog; 3] = [Prog::Xdp, Prog::TcIngress, Prog::TcEgress];
-
-    fn name(self) -> &'static str {
-        match self {
-            Prog::Xdp => probes::PROG_XDP,
-            Prog::TcIngress => probes::PROG_TC_INGRESS,
-            Prog::TcEgress => probes::PROG_TC_EGRESS,
-        }
-    }
-
-    fn hook(self) -> Hook {
-        match self {
-            Prog::Xdp => Hook::Xdp,
-            Prog::TcIngress => Hook::TcIngress,
-            Prog::TcEgress => Hook::TcEgress,
-        }
-    }
-
-    fn context(self, ifindex: u32) -> Context {
-        match self {
-            Prog::Xdp => Context::Xdp {
-                ingress_ifindex: ifindex,
-                rx_queue_index: 0,
-            },
-            _ => Context::Skb { ifindex, mark: 0 },
-        }
-    }
-
-    fn pass(self) -> u32 {
-        match self {
-            Prog::Xdp => XDP_PASS,
-            _ => TC_ACT_UNSPEC,
-        }
-    }
-
-    fn tc_direction(self) -> Option<u32> {
-        match self {
-            Prog::Xdp => None,
-            Prog::TcIngress => Some(abi::DIR_INGRESS),
-            Prog::TcEgress => Some(abi::DIR_EGRESS),
-        }
-    }
-
-    fn is_tx(self) -> bool {
-        self == Prog::TcEgress
-    }
-}
 
 /// The loaded object. Dropping it closes every program and map.
 struct Probes {
@@ -131,7 +54,7 @@ impl Probes {
     }
 
     fn load_with(opts: LoadOptions) -> Probes {
-        require_privileges();
+        common::require_privileges("kernel tests (loading XDP/TC programs, BPF_PROG_TEST_RUN)", "kernel_probes");
         let mut loader = EbpfLoader::new();
         if let Some(rate) = &opts.admit_rate {
             loader.override_global(probes::GLOBAL_FLOW_ADMIT_RATE, rate, true);

@@ -24,22 +24,12 @@ use netprobe::sockets::{
     EventKind, NetnsScope, Outcome, SocketConfig, SocketEvent, SocketProbes, SocketProbesMode, KERNEL_BTF,
 };
 
+mod common;
+
 fn require_privileges() {
-    const CAP_NET_ADMIN: u32 = 12;
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_BPF: u32 = 39;
-    let status = std::fs::read_to_string("/proc/self/status").expect("cannot read /proc/self/status");
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    let has = |bit: u32| cap_eff & (1u64 << bit) != 0;
-    assert!(
-        (has(CAP_BPF) || has(CAP_SYS_ADMIN)) && (has(CAP_NET_ADMIN) || has(CAP_SYS_ADMIN)),
-        "socket kernel tests need CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN to load tracing \
-         programs and create a network namespace; this process has CapEff={cap_eff:#x}. \
-         Run them as root: sudo -E cargo test --test kernel_sockets"
+    common::require_privileges(
+        "socket kernel tests (loading tracing programs, creating a network namespace)",
+        "kernel_sockets",
     );
     assert!(
         std::path::Path::new(KERNEL_BTF).exists(),

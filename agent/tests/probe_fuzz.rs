@@ -27,79 +27,25 @@ use netprobe::abi::{
 };
 use netprobe::packet::{self, tcp, ExtHdr, Frame};
 use netprobe::probes;
-use netprobe::testrun::{test_run, Context, TestRun, TestRunError, MIN_PACKET_LEN};
+use netprobe::testrun::{test_run, TestRun, TestRunError, MIN_PACKET_LEN};
 
-const LO: u32 = 1;
+mod common;
+use common::{Prog, LO};
 const DEFAULT_SEED: u64 = 0x6e65_7470_726f_6265; // "netprobe"
 const DEFAULT_FRAMES: usize = 3000;
 
-fn require_privileges() {
-    let status = std::fs::read_to_string("/proc/self/status").expect("reading /proc/self/status");
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    let has = |bit: u32| cap_eff & (1u64 << bit) != 0;
-    assert!(
-        (has(39) || has(21)) && (has(12) || has(21)),
-        "probe fuzzing needs CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN to load the probes and run \
-         BPF_PROG_TEST_RUN; this process has CapEff={cap_eff:#x}. Run as root: sudo -E cargo test --test probe_fuzz"
-    );
-}
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Prog {
-    Xdp,
-    TcIngress,
-    TcEgress,
-}
-
-impl Prog {
-    fn name(self) -> &'static str {
-        match self {
-            Prog::Xdp => probes::PROG_XDP,
-            Prog::TcIngress => probes::PROG_TC_INGRESS,
-            Prog::TcEgress => probes::PROG_TC_EGRESS,
-        }
-    }
-    fn hook(self) -> Hook {
-        match self {
-            Prog::Xdp => Hook::Xdp,
-            Prog::TcIngress => Hook::TcIngress,
-            Prog::TcEgress => Hook::TcEgress,
-        }
-    }
-    fn context(self) -> Context {
-        match self {
-            Prog::Xdp => Context::Xdp {
-                ingress_ifindex: LO,
-                rx_queue_index: 0,
-            },
-            _ => Context::Skb {
-                ifindex: LO,
-                mark: 0,
-            },
-        }
-    }
-    fn pass(self) -> u32 {
-        match self {
-            Prog::Xdp => 2,    // XDP_PASS
-            _ => -1i32 as u32, // TC_ACT_UNSPEC
-        }
-    }
-}
 
 /// Loads the object with the flood guard off, so every IP packet may
 /// create a flow, and loads all three programs.
 fn load() -> Ebpf {
-    require_privileges();
+    common::require_privileges("probe fuzzing (loading the probes, BPF_PROG_TEST_RUN)", "probe_fuzz");
     let mut loader = EbpfLoader::new();
     loader.override_global(probes::GLOBAL_FLOW_ADMIT_RATE, &0u64, true);
     let mut ebpf = loader
         .load(probes::netprobe_object())
         .unwrap_or_else(|e| panic!("loading netprobe.bpf.o: {e:?}"));
-    for prog in [Prog::Xdp, Prog::TcIngress, Prog::TcEgress] {
+    for prog in Prog::ALL {
         let p = ebpf
             .program_mut(prog.name())
             .unwrap_or_else(|| panic!("no program {}", prog.name()));
@@ -369,7 +315,7 @@ fn fuzz(prog: Prog) {
                 &frame[..frame.len().min(64)]
             )
         };
-        match test_run(fd, &TestRun::new(&frame).context(prog.context())) {
+        match test_run(fd, &TestRun::new(&frame).context(prog.context(LO))) {
             Ok(out) => {
                 assert_eq!(out.retval, prog.pass(), "{}: verdict", what());
                 assert_eq!(
@@ -451,7 +397,7 @@ fn fuzz(prog: Prog) {
     assert!(s.tcp_flags.iter().sum::<u64>() <= 3 * (s.l3[0][0].packets + s.l3[1][0].packets));
 
     // The flow table holds every IP packet that is not a flow miss.
-    let (entries, flow_packets, flow_bytes) = flow_totals(&ebpf, prog == Prog::TcEgress);
+    let (entries, flow_packets, flow_bytes) = flow_totals(&ebpf, prog.is_tx());
     let misses: u64 = s.flow_miss.iter().sum();
     assert_eq!(
         flow_packets + misses,
@@ -464,12 +410,7 @@ fn fuzz(prog: Prog) {
         "flows created must equal the entries (nothing evicted)"
     );
 
-    if prog != Prog::Xdp {
-        let dir = if prog == Prog::TcEgress {
-            abi::DIR_EGRESS
-        } else {
-            abi::DIR_INGRESS
-        };
+    if let Some(dir) = prog.tc_direction() {
         assert_eq!(tc_device(&ebpf, dir, abi::STAT_PACKETS), ran);
         assert_eq!(tc_device(&ebpf, dir, abi::STAT_BYTES), ran_bytes);
     }

@@ -1,0 +1,92 @@
+//! What the kernel-tier tests share: the privilege check that makes them
+//! fail loudly (never pass silently) without root, and the three packet
+//! programs with their test-run context and pass verdict.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use netprobe::abi::Hook;
+use netprobe::probes;
+use netprobe::testrun::Context;
+
+pub const LO: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const TC_ACT_UNSPEC: u32 = -1i32 as u32;
+
+/// Fails the test unless this process may load BPF programs: CAP_BPF (or
+/// CAP_SYS_ADMIN) and CAP_NET_ADMIN. `what` says what needs them and
+/// `test` names the test binary for the hint.
+pub fn require_privileges(what: &str, test: &str) {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_BPF: u32 = 39;
+    let status = std::fs::read_to_string("/proc/self/status")
+        .expect("kernel tests: cannot read /proc/self/status to check capabilities");
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |bit: u32| cap_eff & (1u64 << bit) != 0;
+    assert!(
+        (has(CAP_BPF) || has(CAP_SYS_ADMIN)) && (has(CAP_NET_ADMIN) || has(CAP_SYS_ADMIN)),
+        "{what} needs CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN; this process has \
+         CapEff={cap_eff:#x}. Run as root: sudo -E cargo test --test {test}"
+    );
+}
+
+/// The three packet programs of netprobe.bpf.o.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prog {
+    Xdp,
+    TcIngress,
+    TcEgress,
+}
+
+impl Prog {
+    pub const ALL: [Prog; 3] = [Prog::Xdp, Prog::TcIngress, Prog::TcEgress];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Prog::Xdp => probes::PROG_XDP,
+            Prog::TcIngress => probes::PROG_TC_INGRESS,
+            Prog::TcEgress => probes::PROG_TC_EGRESS,
+        }
+    }
+
+    pub fn hook(self) -> Hook {
+        match self {
+            Prog::Xdp => Hook::Xdp,
+            Prog::TcIngress => Hook::TcIngress,
+            Prog::TcEgress => Hook::TcEgress,
+        }
+    }
+
+    /// Test-run context naming `ifindex` as the receiving device.
+    pub fn context(self, ifindex: u32) -> Context {
+        match self {
+            Prog::Xdp => Context::Xdp { ingress_ifindex: ifindex, rx_queue_index: 0 },
+            _ => Context::Skb { ifindex, mark: 0 },
+        }
+    }
+
+    /// tc_device_stats direction of a TC program; `None` for XDP.
+    pub fn tc_direction(self) -> Option<u32> {
+        match self {
+            Prog::Xdp => None,
+            Prog::TcIngress => Some(netprobe::abi::DIR_INGRESS),
+            Prog::TcEgress => Some(netprobe::abi::DIR_EGRESS),
+        }
+    }
+
+    /// Whether the program counts sent packets (flow `tx`).
+    pub fn is_tx(self) -> bool {
+        self == Prog::TcEgress
+    }
+
+    /// The verdict that lets a packet go on.
+    pub fn pass(self) -> u32 {
+        match self {
+            Prog::Xdp => XDP_PASS,
+            _ => TC_ACT_UNSPEC,
+        }
+    }
+}
