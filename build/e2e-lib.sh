@@ -109,13 +109,22 @@ stable_reading() {
 }
 
 
-# netprobe programs still loaded, after giving the kernel up to 3 s to free
-# released ones (programs go after an RCU grace period, links after a
-# deferred put).
+# The BPF program ids the running agent holds (from its fds' fdinfo), so
+# leak checks look at this agent's programs and not at other processes'.
+agent_prog_ids() {
+	grep -h '^prog_id:' /proc/"$AGENT_PID"/fdinfo/* 2>/dev/null | awk '{ print $2 }' | sort -u | tr '\n' ' '
+}
+
+# progs_left IDS: how many of these program ids are still loaded, after
+# giving the kernel up to 3 s to free released ones (programs go after an
+# RCU grace period, links after a deferred put).
 progs_left() {
-	local n
+	local n id
 	for _ in $(seq 30); do
-		n=$(bpftool prog show | grep -c 'name netprobe_' || true)
+		n=0
+		for id in "$@"; do
+			bpftool prog show id "$id" >/dev/null 2>&1 && n=$((n + 1))
+		done
 		[ "$n" -eq 0 ] && break
 		sleep 0.1
 	done

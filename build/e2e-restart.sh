@@ -29,7 +29,6 @@ cleanup_extra() {
 }
 
 links_pinned() { find "$PIN" -path '*/links/*' -type f 2>/dev/null | wc -l; }
-progs_loaded() { bpftool prog show | grep -c 'name netprobe_' || true; }
 
 mkdir -p "$BPFFS"
 mount -t bpf bpf "$BPFFS"
@@ -79,14 +78,17 @@ for i in 0 1 2 3; do
 done
 
 # A different flow-table size cannot reuse the pinned maps.
+ids=$(agent_prog_ids)
 kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || true; AGENT_PID=
-n=$(progs_left)
+# shellcheck disable=SC2086
+n=$(progs_left $ids)
 [ -z "$(ls -A "$PIN" 2>/dev/null)" ] && [ "$n" -eq 0 ] \
 	&& ok "plain SIGTERM: no pin, link or netprobe program left" \
 	|| fail "plain SIGTERM left: $(find "$PIN" 2>/dev/null | tr '\n' ' ') programs: $n"
 start_agent --pin-path "$PIN" --keep-on-exit || { fail "agent did not start"; exit 1; }
 kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || true; AGENT_PID=
 start_agent --pin-path "$PIN" --keep-on-exit --max-flows 4096 || { fail "agent did not start with a new size"; exit 1; }
+ids=$(agent_prog_ids)
 grep -q 'do not fit this configuration (flow_stats' "$LOG/agent.log" \
 	&& ok "changed --max-flows: pinned state replaced, with a log line" \
 	|| fail "changed --max-flows: no replacement log line"
@@ -95,11 +97,14 @@ n=$(links_pinned)
 kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || true; AGENT_PID=
 
 # --cleanup removes what --keep-on-exit left.
-[ "$(progs_loaded)" -ge 3 ] || fail "--keep-on-exit should have left the programs attached"
+# shellcheck disable=SC2086
+[ "$(for id in $ids; do bpftool prog show id "$id" >/dev/null 2>&1 && echo; done | wc -l)" -ge 3 ] \
+	|| fail "--keep-on-exit should have left the programs attached"
 code=0
 ina "$AGENT" --cleanup --pin-path "$PIN" >>"$LOG/agent.log" 2>&1 || code=$?
 left=$( (find "$PIN" -type f 2>/dev/null; ina ip -d link show "$IFA" | grep -o 'prog/xdp[^ ]*') || true)
-[ "$(progs_left)" -eq 0 ] || left="$left netprobe programs still loaded"
+# shellcheck disable=SC2086
+[ "$(progs_left $ids)" -eq 0 ] || left="$left programs of the agent still loaded ($ids)"
 [ "$code" -eq 0 ] && [ -z "$left" ] && ok "--cleanup: exit 0, no pin, link or program left" \
 	|| fail "--cleanup: exit $code, left: $left"
 

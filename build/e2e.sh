@@ -87,8 +87,8 @@ assert "198.18.0.2" in addrs and "2001:db8::1" in addrs, addrs
 assert any(f["protocol"] == "tcp" and 5201 in (f["src_port"], f["dst_port"]) for f in top), top
 assert s["flow_table"]["entries"] > 0 and s["collection"]["errors_total"] == 0
 EOF
-	local code=0 progs_during
-	progs_during=$(bpftool prog show | grep -c netprobe || true)
+	local code=0 ids
+	ids=$(agent_prog_ids)
 	kill -TERM "$AGENT_PID"
 	wait "$AGENT_PID" || code=$?
 	AGENT_PID=
@@ -97,8 +97,10 @@ EOF
 	left=$( (ina ip -d link show "$IFA" | grep -o 'prog/xdp[^ ]*' || true
 		ina tc filter show dev "$IFA" ingress; ina tc filter show dev "$IFA" egress
 ) 2>/dev/null)
-	[ "$(progs_left)" -eq 0 ] || left="$left netprobe programs still loaded"
-	[ "$progs_during" -ge 3 ] || fail "$mode: only $progs_during netprobe programs were loaded while running"
+	# shellcheck disable=SC2086
+	[ "$(progs_left $ids)" -eq 0 ] || left="$left programs of the agent still loaded ($ids)"
+	# shellcheck disable=SC2086
+	[ "$(set -- $ids; echo $#)" -ge 3 ] || fail "$mode: the agent held only these programs: $ids"
 	[ -z "$left" ] && ok "$mode SIGTERM: no XDP program, TC filter or netprobe program left" \
 		|| fail "$mode SIGTERM left: $left"
 	grep -qi 'panic' "$LOG/agent.log" && fail "$mode agent log has a panic" || true

@@ -502,7 +502,8 @@ fn run(args: &Args) -> Result<(), String> {
 fn stop_flag() -> Result<Arc<AtomicBool>, String> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| format!("signal handler: {e}"))?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| format!("signal handler: {e}"))?;
     }
     Ok(stop)
 }
@@ -518,7 +519,11 @@ fn wait(stop: &AtomicBool, seconds: u64) {
 fn attach(cmd: &AttachCmd) -> Result<(), String> {
     let stop = stop_flag()?;
     let (object, xdp_name, tc_name) = match cmd.object.as_str() {
-        "empty" => (probes::bench_empty_object(), "bench_empty_xdp", "bench_empty_tc"),
+        "empty" => (
+            probes::bench_empty_object(),
+            "bench_empty_xdp",
+            "bench_empty_tc",
+        ),
         "naive" => (bench_naive_object(), "bench_naive_xdp", "bench_naive_tc"),
         o => return Err(format!("--object {o}: expected empty or naive")),
     };
@@ -535,16 +540,31 @@ fn attach(cmd: &AttachCmd) -> Result<(), String> {
     let mut ebpf = load(object, &progs, None)?;
     let mut ids = Vec::new();
     if let Some(mode) = mode {
-        let xdp: &mut Xdp = ebpf.program_mut(xdp_name).unwrap().try_into().map_err(|e| format!("{e}"))?;
-        xdp.attach(&cmd.interface, mode)
-            .map_err(|e| format!("attaching {xdp_name} to {} ({}): {e}", cmd.interface, cmd.xdp_mode))?;
-        ids.push(format!("xdp={}", xdp.info().map_err(|e| e.to_string())?.id()));
+        let xdp: &mut Xdp = ebpf
+            .program_mut(xdp_name)
+            .unwrap()
+            .try_into()
+            .map_err(|e| format!("{e}"))?;
+        xdp.attach(&cmd.interface, mode).map_err(|e| {
+            format!(
+                "attaching {xdp_name} to {} ({}): {e}",
+                cmd.interface, cmd.xdp_mode
+            )
+        })?;
+        ids.push(format!(
+            "xdp={}",
+            xdp.info().map_err(|e| e.to_string())?.id()
+        ));
     }
     if !KernelVersion::current().at_least(6, 6) {
         // Before TCX the TC programs need a clsact qdisc (it goes with the namespace).
         let _ = tc::qdisc_add_clsact(&cmd.interface);
     }
-    let p: &mut SchedClassifier = ebpf.program_mut(tc_name).unwrap().try_into().map_err(|e| format!("{e}"))?;
+    let p: &mut SchedClassifier = ebpf
+        .program_mut(tc_name)
+        .unwrap()
+        .try_into()
+        .map_err(|e| format!("{e}"))?;
     for at in [TcAttachType::Ingress, TcAttachType::Egress] {
         p.attach(&cmd.interface, at)
             .map_err(|e| format!("attaching {tc_name} to {} ({at:?}): {e}", cmd.interface))?;
@@ -572,7 +592,10 @@ fn parse_mac(s: &str) -> Result<[u8; 6], String> {
 
 /// RFC 1071 checksum of an IPv4 header.
 fn ipv4_checksum(h: &[u8]) -> u16 {
-    let mut sum: u32 = h.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    let mut sum: u32 = h
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -635,7 +658,10 @@ fn gen(cmd: &GenCmd) -> Result<(), String> {
     // SAFETY: plain socket call; the fd is owned below.
     let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
-        return Err(format!("AF_PACKET socket: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     // SAFETY: raw is a new descriptor nobody else owns.
     let sock = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -653,7 +679,11 @@ fn gen(cmd: &GenCmd) -> Result<(), String> {
         )
     } != 0
     {
-        return Err(format!("binding to {}: {}", cmd.interface, std::io::Error::last_os_error()));
+        return Err(format!(
+            "binding to {}: {}",
+            cmd.interface,
+            std::io::Error::last_os_error()
+        ));
     }
     let one: libc::c_int = 1;
     // Straight to the driver: no qdisc (veth has none anyway).
@@ -715,7 +745,11 @@ fn gen(cmd: &GenCmd) -> Result<(), String> {
         if r < 0 {
             errors += 1;
             if errors > 1000 {
-                return Err(format!("sendmmsg on {}: {}", cmd.interface, std::io::Error::last_os_error()));
+                return Err(format!(
+                    "sendmmsg on {}: {}",
+                    cmd.interface,
+                    std::io::Error::last_os_error()
+                ));
             }
             std::thread::sleep(Duration::from_micros(100));
             continue;
@@ -727,7 +761,11 @@ fn gen(cmd: &GenCmd) -> Result<(), String> {
     // this is the cost of the whole receive path (and the monitors' taps).
     let cpu_ns = std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .unwrap_or(0);
     println!(
         "sent {sent} packets in {secs:.3} s: {:.0} pps (send errors {errors}), cpu_ns {cpu_ns}",
@@ -740,7 +778,7 @@ fn sink(cmd: &SinkCmd) -> Result<(), String> {
     let stop = stop_flag()?;
     let sock = UdpSocket::bind(cmd.bind).map_err(|e| format!("binding {}: {e}", cmd.bind))?;
     let small: libc::c_int = 1; // the kernel rounds it up to its minimum
-    // SAFETY: an int option on our socket.
+                                // SAFETY: an int option on our socket.
     unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
@@ -758,7 +796,8 @@ fn sink(cmd: &SinkCmd) -> Result<(), String> {
 
 fn enable_stats(cmd: &EnableStatsCmd) -> Result<(), String> {
     let stop = stop_flag()?;
-    let _fd = aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| format!("BPF_ENABLE_STATS: {e}"))?;
+    let _fd = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .map_err(|e| format!("BPF_ENABLE_STATS: {e}"))?;
     println!("stats enabled");
     std::io::stdout().flush().ok();
     wait(&stop, cmd.seconds);
@@ -770,8 +809,10 @@ fn fdinfo_memlock(fd: BorrowedFd<'_>) -> u64 {
     std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("memlock:").map(|v| v.trim().parse().unwrap_or(0)))
+            s.lines().find_map(|l| {
+                l.strip_prefix("memlock:")
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
         })
         .unwrap_or(0)
 }
