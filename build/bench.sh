@@ -6,7 +6,7 @@
 # nothing is asserted (a failure to run at all exits 1).
 #
 # Usage: build/bench.sh [--quick] [--build-static] [--only SECTION[,...]]  (root)
-#   sections: probes live throughput rate scrape flood sizes
+#   sections: probes live throughput rate scrape flood detect sizes
 #   --quick   every section with tiny durations and one round (~1 min):
 #             a smoke run that keeps the bench working; figures are rough
 #   --build-static  also build the static musl agent (build/cross.sh) and
@@ -57,7 +57,7 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-SECTIONS="probes live throughput rate scrape flood sizes"
+SECTIONS="probes live throughput rate scrape flood detect sizes"
 for s in ${ONLY//,/ }; do
 	[ "$s" = all ] || [[ " $SECTIONS " == *" $s "* ]] || { echo "bench: unknown section '$s' ($SECTIONS)" >&2; exit 2; }
 done
@@ -71,10 +71,10 @@ done
 # ---------------------------------------------------------------- sizes
 # Durations and rounds. Full run: about 10 minutes on 2 cores.
 if [ "$QUICK" -eq 1 ]; then
-	PROBE_ARGS=(--repeat 50000 --packets 5000 --random 5000 --trials 1)
+	PROBE_ARGS=(--repeat 50000 --packets 5000 --trials 1 --rounds 1)
 	ROUNDS=1 LIVE_SECS=0.3 LIVE_WARM=0 TPUT_SECS=1 PPS_SECS=0.5 RATE_SECS=0.5 WRK_SECS=1 SCRAPES=10 SCRAPE_ROUNDS=1 FLOOD_SECS=0.5 SETTLE=0.2 FLOOD_SETTLE=0.5
 else
-	PROBE_ARGS=(--packets 100000 --trials 2)
+	PROBE_ARGS=(--packets 100000 --trials 2 --rounds 5)
 	ROUNDS=3 LIVE_SECS=2 LIVE_WARM=80000 TPUT_SECS=2 PPS_SECS=1.5 RATE_SECS=4 WRK_SECS=10 SCRAPES=60 SCRAPE_ROUNDS=2 FLOOD_SECS=5 SETTLE=0.5 FLOOD_SETTLE=1.5
 fi
 LIVE_RATE=100000  # pps in the live probe-cost section
@@ -532,10 +532,10 @@ sec_probes() {
 	note '```'
 	"$BENCH" "${PROBE_ARGS[@]}" | tee "$WORK/probes.txt"
 	note '```'
-	# For the summary: "case case admission program ns empty ratio net naive vsnaive ..."
-	P_XDP=$(awk '$1 == "1" && $2 == "flow" && $3 == "on" && $4 == "xdp" { print $5, $6, $9 }' "$WORK/probes.txt")
-	P_TCI=$(awk '$1 == "1" && $2 == "flow" && $3 == "on" && $4 == "tc_ingress" { print $5, $6, $9 }' "$WORK/probes.txt")
-	P_RND=$(awk '$1 == "random" && $3 == "on" && $4 == "xdp" { print $5, $6, $9 }' "$WORK/probes.txt")
+	# For the summary: "case config program ns empty net naive vsnaive ..."
+	P_XDP=$(awk '$1 == "1flow-repeat" && $2 == "default" && $3 == "xdp" { print $4, $5, $7 }' "$WORK/probes.txt")
+	P_TCI=$(awk '$1 == "1flow-repeat" && $2 == "default" && $3 == "tc_ingress" { print $4, $5, $7 }' "$WORK/probes.txt")
+	P_RND=$(awk '$1 == "flood-tcp" && $2 == "default" && $3 == "xdp" { print $4, $5, $7 }' "$WORK/probes.txt")
 }
 
 sec_live() {
@@ -941,6 +941,20 @@ sec_flood() {
 	table "$t"
 }
 
+sec_detect() {
+	section "Detection latency per attack kind"
+	note "build/e2e-security.sh's attack phase (its own namespaces; nmap and hping3 from Debian, each under timeout): from launching the tool to the agent's alert record (reported_at in /status). The flood tools' rate depends on the host's load."
+	note ''
+	local t=$WORK/detect.tsv
+	printf 'attack\tkind\tlatency s\n' >"$t"
+	if PHASES=attacks bash build/e2e-security.sh "$AGENT" >"$WORK/detect.log" 2>&1; then :; else
+		note "(e2e-security reported failures: see below)"
+	fi
+	grep -P '^e2e-security: latency\t' "$WORK/detect.log" | cut -f2- >>"$t" || true
+	table "$t"
+	grep -F 'FAIL:' "$WORK/detect.log" | head -5 || true
+}
+
 sec_sizes() {
 	section "Binary sizes"
 	local t=$WORK/sizes.tsv
@@ -989,7 +1003,7 @@ summary() {
 		read -r a b c <<<"$P_TCI"
 		row "$t" "test-run ns/pkt, 1 flow, TC ingress" "naive ~127 (empty ~43)" "naive $c (empty $b)" "$a" "$(better "$a" "$c")"
 		read -r a b c <<<"$P_RND"
-		row "$t" "test-run ns/pkt, random sources, XDP" "-" "naive $c" "$a" "$(better "$a" "$c")"
+		row "$t" "test-run ns/pkt, random 5-tuple TCP flood, XDP" "-" "naive $c" "$a" "$(better "$a" "$c")"
 	fi
 	if [ -n "${L_RND:-}" ]; then
 		local a c

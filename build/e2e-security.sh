@@ -15,6 +15,8 @@
 #  4. SIGTERM leaves nothing loaded. Every tool runs under `timeout`.
 #
 # Usage: build/e2e-security.sh [path/to/netprobe-agent]   (root)
+# PHASES="attacks" (any of benign attacks mitigation; default all three)
+# runs only those: build/bench.sh uses it for its latency table.
 set -euo pipefail
 
 AGENT=${1:-target/release/netprobe-agent}
@@ -93,7 +95,7 @@ attack() {
 		else
 			fail "$name: $kind from $src detected in ${lat}s (over 1 s)"
 		fi
-		LATENCIES+=("$name=$lat")
+		LATENCIES+=("$name	$kind	$lat")
 	else
 		fail "$name: no $kind alert from $src"; alerts >&2 || true
 	fi
@@ -203,11 +205,14 @@ EOF
 }
 
 setup_security_net
-benign
-attacks
-mitigation
+for phase in ${PHASES:-benign attacks mitigation}; do
+	case $phase in
+	benign | attacks | mitigation) "$phase" ;;
+	*) fail "unknown phase '$phase' (benign, attacks, mitigation)" ;;
+	esac
+done
 left=$(ina bpftool net show dev "$IFA" 2>/dev/null | grep -c netprobe || true)
 [ "$left" -eq 0 ] && ok "nothing left attached to $IFA" || fail "$left netprobe programs still attached to $IFA"
-echo "e2e-security: latency ${LATENCIES[*]}"
+for l in "${LATENCIES[@]}"; do printf 'e2e-security: latency\t%s\n' "$l"; done
 echo "e2e-security: $PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

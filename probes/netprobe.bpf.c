@@ -31,6 +31,7 @@
 #include "maps.h"
 #include "parse.h"
 #include "admission.h"
+#include "flow_seen.h"
 #include "clock.h"
 #include "detect.h"
 
@@ -71,12 +72,55 @@ static __always_inline void np_tc_device_add(__u32 ifindex, __u32 dir, __u32 typ
 	*c += v;
 }
 
+/*
+ * A packet's standing before detection and flow accounting: its flow_seen
+ * stamp and, for a flow not seen lately, this CPU's admission bucket. Such a
+ * flow with the bucket empty is most likely one packet of a flood of new
+ * flows (flow_seen.h), which both of them may treat more cheaply.
+ */
+struct np_flow_ctx {
+	__u8 *seen;              /* the flow's stamp; NULL with the filter off */
+	struct np_admission *a;  /* this CPU's bucket, if refilled (NULL: admission off) */
+	int refilled;
+	int flood;               /* not seen lately, and admission refusing */
+};
+
+/* Unseen packets per sampled one while admission refuses: flow lookups
+ * (idle flows found again) and scan sketches. Powers of two. */
+#define NP_FLOOD_VERIFY_EVERY 16
+#define NP_FLOOD_SCAN_EVERY 4
+
+static __always_inline void np_flow_prepare(struct np_flow_ctx *fc, const struct np_flow_key *k,
+					    __u64 now)
+{
+	fc->seen = np_seen_slot(k);
+	fc->a = 0;
+	fc->refilled = 0;
+	fc->flood = 0;
+	if (!np_seen_maybe(fc->seen, now)) {
+		fc->a = np_admission_refill(now);
+		fc->refilled = 1;
+		fc->flood = fc->a && !np_admission_open(fc->a);
+	}
+}
+
+/* 1: a flood packet that sampling lets through (one in every). */
+static __always_inline int np_flood_sampled(const struct np_flow_ctx *fc, __u64 every)
+{
+	struct np_admission *a = fc->a;
+
+	return !fc->flood || !a || (a->refused & (every - 1)) == 0;
+}
+
 /* Adds one packet of len bytes to the flow k (rx or tx), admitting new flows. */
 static __always_inline void np_flow_account(struct np_flow_key *k, struct np_packet_stats *st,
-					    __u64 len, __u8 flags, int tx, __u64 now)
+					    __u64 len, __u8 flags, int tx, __u64 now,
+					    struct np_flow_ctx *fc)
 {
+	struct np_admission *a = fc->a;
 	struct np_flow_stats *v = 0;
 	struct np_counter *c;
+	int lookup = 1;
 
 	/*
 	 * A SYN without ACK opens a flow: skip the lookup and go straight to
@@ -86,7 +130,13 @@ static __always_inline void np_flow_account(struct np_flow_key *k, struct np_pac
 	 * retransmitted SYN of a known flow is counted not_admitted while the
 	 * bucket is empty.
 	 */
-	if (!cfg_syn_fast || (flags & (NP_TCPF_SYN | NP_TCPF_ACK)) != NP_TCPF_SYN)
+	if (cfg_syn_fast && (flags & (NP_TCPF_SYN | NP_TCPF_ACK)) == NP_TCPF_SYN)
+		lookup = 0;
+	/* A flood packet: the lookup would only miss. Sampled packets are
+	 * looked up anyway, so an idle flow that comes back is found again. */
+	else if (!np_flood_sampled(fc, NP_FLOOD_VERIFY_EVERY))
+		lookup = 0;
+	if (lookup)
 		v = bpf_map_lookup_elem(&flow_stats, k);
 	if (!v) {
 		struct np_flow_stats nv = {
@@ -96,7 +146,9 @@ static __always_inline void np_flow_account(struct np_flow_key *k, struct np_pac
 		};
 		long err;
 
-		if (!np_admit(k->ifindex, now)) {
+		if (!fc->refilled)
+			a = np_admission_refill(now);
+		if (!np_admit(a, k->ifindex, now)) {
 			if (st)
 				st->flow_miss[NP_FLOW_NOT_ADMITTED]++;
 			return;
@@ -106,6 +158,7 @@ static __always_inline void np_flow_account(struct np_flow_key *k, struct np_pac
 		c->bytes = len;
 		err = bpf_map_update_elem(&flow_stats, k, &nv, BPF_NOEXIST);
 		if (err == 0) {
+			np_seen_mark(fc->seen, now);
 			if (st)
 				st->flows_created++;
 			return;
@@ -119,6 +172,7 @@ static __always_inline void np_flow_account(struct np_flow_key *k, struct np_pac
 			return;
 		}
 	}
+	np_seen_mark(fc->seen, now);
 	c = tx ? &v->tx : &v->rx;
 	__sync_fetch_and_add(&c->packets, 1);
 	__sync_fetch_and_add(&c->bytes, len);
@@ -136,6 +190,7 @@ static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, 
 				     __u32 hook)
 {
 	struct np_parse p = {};
+	struct np_flow_ctx fc;
 	struct np_flow_key k;
 	struct np_packet_stats *st;
 	__u64 now;
@@ -185,13 +240,15 @@ static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, 
 			return NP_VERDICT_PASS; /* XDP already accounted and checked this packet */
 	}
 	now = np_now();
+	np_flow_prepare(&fc, &k, now);
 	if (hook == NP_HOOK_TC_EGRESS) {
 		np_detect_egress(&p, &k, now, ifindex);
-	} else if (np_detect_ingress(&p, &k, len, now, ifindex) == NP_VERDICT_DROP) {
+	} else if (np_detect_ingress(&p, &k, len, now, ifindex,
+				     np_flood_sampled(&fc, NP_FLOOD_SCAN_EVERY)) == NP_VERDICT_DROP) {
 		/* --mitigate=on: counted in packet_stats and detect_stats, no flow entry */
 		return NP_VERDICT_DROP;
 	}
-	np_flow_account(&k, st, len, p.tcp_flags, hook == NP_HOOK_TC_EGRESS, now);
+	np_flow_account(&k, st, len, p.tcp_flags, hook == NP_HOOK_TC_EGRESS, now, &fc);
 	return NP_VERDICT_PASS;
 }
 

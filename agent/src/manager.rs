@@ -215,7 +215,10 @@ impl Manager {
             };
         }
         let d = &config.detect;
+        let seen = probes::flow_seen_entries(caps.flow_stats);
         let mut bpf = loader
+            .map_max_entries(probes::MAP_FLOW_SEEN, seen)
+            .override_global(probes::GLOBAL_SEEN_MASK, &(seen - 1), true)
             .map_max_entries(probes::MAP_SCAN_STATE, d.scan_slots)
             .map_max_entries(probes::MAP_FLOOD_STATE, d.flood_slots)
             .map_max_entries(probes::MAP_BLOCKED_SOURCES, d.max_blocked)

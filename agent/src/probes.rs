@@ -43,10 +43,20 @@ pub const MAP_TC_DEVICE_STATS: &str = "tc_device_stats";
 pub const MAP_IFACE_CONFIG: &str = "iface_config";
 pub const MAP_ADMISSION: &str = "admission_state";
 pub const MAP_EVENTS: &str = "events";
+pub const MAP_FLOW_SEEN: &str = "flow_seen";
 
 /// `const volatile` globals the loader sets before load.
 pub const GLOBAL_FLOW_ADMIT_RATE: &str = "cfg_flow_admit_rate";
 pub const GLOBAL_FLOW_ADMIT_BURST: &str = "cfg_flow_admit_burst";
+pub const GLOBAL_SEEN_MASK: &str = "cfg_seen_mask";
+
+/// Entries of `flow_seen` (8 one-byte stamps each) for a flow table of
+/// `max_flows`: four stamps per flow, a power of two. Four keeps the filter
+/// mostly empty while a flood churns the table at the admission rate, and
+/// the default (65536 flows: 256 KiB) inside a core's L2 cache.
+pub fn flow_seen_entries(max_flows: u32) -> u32 {
+    (max_flows / 2).max(8).next_power_of_two()
+}
 
 /// Programs of the socket object, with the tracepoint each attaches to.
 pub const PROG_SOCK_STATE: &str = "netprobe_sock_state";
@@ -81,3 +91,16 @@ pub const MAP_BLOCKLIST: &str = "blocklist";
 pub const MAP_ALLOWLIST: &str = "allowlist";
 pub const MAP_BLOCKED_SOURCES: &str = "blocked_sources";
 pub const MAP_ALLOWED_PORTS: &str = "allowed_ports";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_seen_holds_four_stamps_per_flow() {
+        assert_eq!(flow_seen_entries(65536) * 8, 65536 * 4, "256 KiB by default");
+        assert_eq!(flow_seen_entries(100_000), 65536, "rounded up to a power of two");
+        assert_eq!(flow_seen_entries(16), 8, "never below one 64-byte line");
+        assert!(flow_seen_entries(16 << 20).is_power_of_two());
+    }
+}

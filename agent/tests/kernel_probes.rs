@@ -16,7 +16,7 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use aya::maps::{HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::programs::{SchedClassifier, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use netprobe::abi::{
@@ -1113,6 +1113,72 @@ fn admission_limits_new_flows_and_reports_once_a_second() {
         "value = refusals since the last event"
     );
     assert_eq!(p.admission(cpu).refused, 1);
+}
+
+/// Boot-time ns, the probes' clock.
+fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) }, 0);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[test]
+fn flood_skips_unseen_flows_and_finds_idle_ones_again() {
+    let mut p = Probes::load_with(LoadOptions {
+        admit_rate: Some(1),
+        admit_burst: Some(2),
+        ..Default::default()
+    });
+    let cpu = pin_to_current_cpu();
+    let (a, a_key) = udp_flow(0);
+    let (b, b_key) = udp_flow(1);
+    p.run(Prog::Xdp, &a, LO);
+    p.run(Prog::Xdp, &b, LO);
+    assert_eq!(p.flow_count(), 2, "the burst admits both");
+
+    // The flood: new flows, bucket empty, none inserted.
+    for i in 2..200 {
+        p.run(Prog::Xdp, &udp_flow(i).0, LO);
+    }
+    let refused = p.stats(LO, Hook::Xdp).flow_miss[0];
+    assert_eq!(refused, 198);
+    assert_eq!(p.flow_count(), 2);
+    // A flow seen before the flood is still counted.
+    p.run(Prog::Xdp, &a, LO);
+    assert_eq!(p.flow(&a_key).unwrap().rx.packets, 2);
+    assert_eq!(p.stats(LO, Hook::Xdp).flow_miss[0], refused);
+
+    // Age every stamp by 128 generations: b is now an idle flow, as if
+    // last seen minutes ago, and looks new to the filter.
+    let stale = ((boottime_ns() >> 30) as u8).wrapping_add(128);
+    let mut seen: Array<&mut MapData, u64> =
+        Array::try_from(p.ebpf.map_mut(probes::MAP_FLOW_SEEN).unwrap()).unwrap();
+    for i in 0..seen.len() {
+        seen.set(i, u64::from_ne_bytes([stale; 8]), 0).unwrap();
+    }
+    // One unseen packet in 16 is looked up anyway, when this CPU's refusal
+    // count is a multiple of 16. More flood until it is 8 past one: then b
+    // is refused 8 times, found, stamped, and counted from then on.
+    let mut i = 200;
+    while p.admission(cpu).refused % 16 != 8 {
+        p.run(Prog::Xdp, &udp_flow(i).0, LO);
+        i += 1;
+    }
+    let refused = p.stats(LO, Hook::Xdp).flow_miss[0];
+    const N: u64 = 40;
+    for _ in 0..N {
+        p.run(Prog::Xdp, &b, LO);
+    }
+    let missed = p.stats(LO, Hook::Xdp).flow_miss[0] - refused;
+    let counted = p.flow(&b_key).unwrap().rx.packets - 1;
+    assert_eq!(counted + missed, N, "every packet counted or refused");
+    assert_eq!(missed, 8, "refused until the sampled lookup found it");
+    for _ in 0..5 {
+        p.run(Prog::Xdp, &b, LO);
+    }
+    assert_eq!(p.flow(&b_key).unwrap().rx.packets, 1 + counted + 5, "stamped again");
+    assert!(p.flow(&udp_flow(7).1).is_none(), "flood flows never inserted");
 }
 
 #[test]

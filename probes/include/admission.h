@@ -36,8 +36,8 @@ static __always_inline void np_admission_event(struct np_admission *a, __u32 ifi
 		a->refused = 0;
 }
 
-/* 1: the caller may insert a new flow. */
-static __always_inline int np_admit(__u32 ifindex, __u64 now)
+/* This CPU's bucket, refilled to now; NULL when admission is off (rate 0). */
+static __always_inline struct np_admission *np_admission_refill(__u64 now)
 {
 	__u64 rate = cfg_flow_admit_rate;
 	__u64 burst = cfg_flow_admit_burst;
@@ -46,10 +46,10 @@ static __always_inline int np_admit(__u32 ifindex, __u64 now)
 	__u64 full;
 
 	if (rate == 0)
-		return 1;
+		return 0;
 	a = bpf_map_lookup_elem(&admission_state, &zero);
 	if (!a)
-		return 1; /* cannot happen (one-entry array); fail open */
+		return 0; /* cannot happen (one-entry array); fail open */
 
 	if (burst == 0)
 		burst = 1;
@@ -70,14 +70,32 @@ static __always_inline int np_admit(__u32 ifindex, __u64 now)
 			a->tokens += elapsed * rate;
 		a->last_refill_ns = now;
 	}
-	if (a->tokens >= NP_TOKEN) {
-		a->tokens -= NP_TOKEN;
-		return 1;
-	}
+	return a;
+}
 
+/* 1: a new flow may be inserted now (a refilled bucket, or admission off). */
+static __always_inline int np_admission_open(const struct np_admission *a)
+{
+	return !a || a->tokens >= NP_TOKEN;
+}
+
+/* Counts a refusal; the first one in a second also sends an event. */
+static __always_inline void np_admission_refuse(struct np_admission *a, __u32 ifindex, __u64 now)
+{
 	a->refused++;
 	if (now - a->last_event_ns >= NP_NSEC_PER_SEC)
 		np_admission_event(a, ifindex, now);
+}
+
+/* 1: the caller may insert a new flow (takes a token). */
+static __always_inline int np_admit(struct np_admission *a, __u32 ifindex, __u64 now)
+{
+	if (np_admission_open(a)) {
+		if (a)
+			a->tokens -= NP_TOKEN;
+		return 1;
+	}
+	np_admission_refuse(a, ifindex, now);
 	return 0;
 }
 

@@ -508,9 +508,10 @@ static __always_inline int np_lists(const struct np_flow_key *k, __u64 now, __u3
 	return NP_VERDICT_PASS;
 }
 
-/* Ingress: lists first (may drop), then the detectors. */
+/* Ingress: lists first (may drop), then the detectors. scan 0: a flood
+ * packet that the scan sketches skip (netprobe.bpf.c samples them). */
 static __always_inline int np_detect_ingress(const struct np_parse *p, const struct np_flow_key *k,
-					     __u64 len, __u64 now, __u32 ifindex)
+					     __u64 len, __u64 now, __u32 ifindex, int scan)
 {
 	if (np_lists(k, now, ifindex, 1) == NP_VERDICT_DROP)
 		return NP_VERDICT_DROP;
@@ -519,7 +520,8 @@ static __always_inline int np_detect_ingress(const struct np_parse *p, const str
 	np_iface_account(k, len, now, ifindex);
 	np_flood_account(p, k, len, now, ifindex);
 	np_closed_account(p, k, now, ifindex);
-	np_scan_account(p, k, now, ifindex);
+	if (scan)
+		np_scan_account(p, k, now, ifindex);
 	return NP_VERDICT_PASS;
 }
 
