@@ -80,8 +80,7 @@ static __always_inline void np_tc_device_add(__u32 ifindex, __u32 dir, __u32 typ
  */
 struct np_flow_ctx {
 	__u8 *seen;              /* the flow's stamp; NULL with the filter off */
-	struct np_admission *a;  /* this CPU's bucket, if refilled (NULL: admission off) */
-	int refilled;
+	struct np_admission *a;  /* this CPU's bucket, refilled; NULL if not yet (or admission off) */
 	int flood;               /* not seen lately, and admission refusing */
 };
 
@@ -95,11 +94,9 @@ static __always_inline void np_flow_prepare(struct np_flow_ctx *fc, const struct
 {
 	fc->seen = np_seen_slot(k);
 	fc->a = 0;
-	fc->refilled = 0;
 	fc->flood = 0;
 	if (!np_seen_maybe(fc->seen, now)) {
 		fc->a = np_admission_refill(now);
-		fc->refilled = 1;
 		fc->flood = fc->a && !np_admission_open(fc->a);
 	}
 }
@@ -146,7 +143,7 @@ static __always_inline void np_flow_account(struct np_flow_key *k, struct np_pac
 		};
 		long err;
 
-		if (!fc->refilled)
+		if (!a) /* not refilled yet; with admission off this stays NULL */
 			a = np_admission_refill(now);
 		if (!np_admit(a, k->ifindex, now)) {
 			if (st)

@@ -31,7 +31,7 @@
 #include "netprobe.h"
 
 /* flow_seen entries - 1 (a power of two); 0 turns the filter off. Each
- * entry holds 8 stamps. The loader sizes it from --flow-entries. */
+ * entry holds 8 stamps. The loader sizes it from --max-flows. */
 const volatile __u32 cfg_seen_mask = 4096 * 8 - 1;
 
 #define NP_SEEN_GEN_SHIFT 30 /* generation: 2^30 ns, about 1.07 s */
