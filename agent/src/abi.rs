@@ -599,3 +599,15 @@ pub mod detect {
     const _: () = assert!(size_of::<Rule>() == 16);
     const _: () = assert!(size_of::<Block>() == 24);
 }
+
+/// The name of an IP protocol number in flows and alerts (the number
+/// itself for the rest).
+pub fn protocol_name(p: u8) -> String {
+    match p {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "icmpv6".into(),
+        n => n.to_string(),
+    }
+}

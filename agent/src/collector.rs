@@ -492,7 +492,7 @@ pub fn top_flows(
             FlowEntry {
                 interface: names.get(&k.ifindex).cloned().unwrap_or_else(|| format!("ifindex{}", k.ifindex)),
                 family: if k.family == FAMILY_IPV4 { "ipv4" } else { "ipv6" },
-                protocol: protocol_name(k.proto),
+                protocol: crate::abi::protocol_name(k.proto),
                 src: k.src_ip().to_string(),
                 src_port: k.sport,
                 dst: k.dst_ip().to_string(),
@@ -506,16 +506,6 @@ pub fn top_flows(
             }
         })
         .collect()
-}
-
-fn protocol_name(p: u8) -> String {
-    match p {
-        1 => "icmp".into(),
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        58 => "icmpv6".into(),
-        n => n.to_string(),
-    }
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {

@@ -3,13 +3,14 @@
 //! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites them after an
 //! intended change; review the diff.
 
-use std::path::PathBuf;
 
 use netprobe::abi::{Counter, PacketStats};
 use netprobe::snapshot::{
     ChangeCounters, CollectionInfo, EventCounters, FlowEntry, FlowTable, HookInfo, InterfaceChange, InterfaceSnapshot, MapFill, Rates,
     Snapshot,
 };
+
+mod golden_file;
 
 fn stats(seed: u64) -> PacketStats {
     let mut s = PacketStats { total: Counter { packets: 100 * seed, bytes: 64_000 * seed }, ..Default::default() };
@@ -108,21 +109,7 @@ fn snapshot() -> Snapshot {
 }
 
 fn check(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 creates it)", path.display()));
-    if expected != actual {
-        let line = expected.lines().zip(actual.lines()).position(|(a, b)| a != b);
-        panic!(
-            "{name} differs from the golden file (first differing line: {:?}); \
-             UPDATE_GOLDEN=1 cargo test --test golden rewrites it\n--- actual ---\n{actual}",
-            line.map(|l| l + 1)
-        );
-    }
+    golden_file::check("golden", name, actual);
 }
 
 #[test]

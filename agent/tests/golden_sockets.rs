@@ -4,10 +4,11 @@
 //! field of /status). `UPDATE_GOLDEN=1 cargo test --test golden_sockets`
 //! rewrites them after an intended change; review the diff.
 
-use std::path::PathBuf;
 
 use netprobe::sockets::model::{ConnEntry, ConnTable, Histogram, SocketCounters, DURATION_BUCKETS, SRTT_BUCKETS};
 use netprobe::sockets::{render_metrics, Direction, SocketSnapshot};
+
+mod golden_file;
 
 fn conn(local_port: u16, bytes: u64, duration: f64) -> ConnEntry {
     ConnEntry {
@@ -89,21 +90,7 @@ fn snapshot() -> SocketSnapshot {
 }
 
 fn check(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 creates it)", path.display()));
-    if expected != actual {
-        let line = expected.lines().zip(actual.lines()).position(|(a, b)| a != b);
-        panic!(
-            "{name} differs from the golden file (first differing line: {:?}); \
-             UPDATE_GOLDEN=1 cargo test --test golden_sockets rewrites it\n--- actual ---\n{actual}",
-            line.map(|l| l + 1)
-        );
-    }
+    golden_file::check("golden_sockets", name, actual);
 }
 
 #[test]

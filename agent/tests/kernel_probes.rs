@@ -23,10 +23,9 @@ use netprobe::abi::{
     self, skip, Admission, Counter, FlowKey, FlowStats, Hook, IfaceConfig, PacketStats, StatsKey,
     TcDeviceKey,
 };
-use netprobe::packet;
 use netprobe::packet::{ipv6_addr, tcp, Built, ExtHdr, Frame, Layer, LayerKind};
 use netprobe::probes;
-use netprobe::testrun::{test_run, TestRun, TestRunError, TestRunOutput, MIN_PACKET_LEN};
+use netprobe::testrun::{test_run, TestRun, TestRunError, TestRunOutput};
 
 mod common;
 use common::{Prog, LO};
@@ -582,24 +581,6 @@ fn sub_stats(a: &PacketStats, b: &PacketStats) -> PacketStats {
     d
 }
 
-/// Whether the kernel may refuse to test-run this frame: under 14 bytes
-/// always; and for skb programs on 6.18 (6.1 runs them) an untagged IPv4
-/// frame shorter than 14 + 20 bytes or IPv6 shorter than 14 + 40. A VLAN
-/// tag hides the L3 from that check, so those reasons still run on TC.
-fn kernel_may_refuse(prog: Prog, bytes: &[u8]) -> bool {
-    if bytes.len() < MIN_PACKET_LEN {
-        return true;
-    }
-    if prog == Prog::Xdp {
-        return false;
-    }
-    match u16::from_be_bytes([bytes[12], bytes[13]]) {
-        packet::ETH_P_IP => bytes.len() < 14 + 20,
-        packet::ETH_P_IPV6 => bytes.len() < 14 + 40,
-        _ => false,
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ran {
     Yes,
@@ -638,7 +619,7 @@ fn check_frame(
     let run = TestRun::new(bytes).context(prog.context(ifindex));
     let out = match test_run(p.fd(prog), &run) {
         Ok(out) => out,
-        Err(e) if kernel_may_refuse(prog, bytes) => {
+        Err(e) if prog.kernel_may_refuse(bytes) => {
             assert!(
                 matches!(&e, TestRunError::Syscall { error } if error.raw_os_error() == Some(libc::EINVAL)),
                 "{what}: expected EINVAL, got {e}"
@@ -1115,14 +1096,6 @@ fn admission_limits_new_flows_and_reports_once_a_second() {
     assert_eq!(p.admission(cpu).refused, 1);
 }
 
-/// Boot-time ns, the probes' clock.
-fn boottime_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes the timespec it is given.
-    assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) }, 0);
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 #[test]
 fn flood_skips_unseen_flows_and_finds_idle_ones_again() {
     let mut p = Probes::load_with(LoadOptions {
@@ -1151,7 +1124,7 @@ fn flood_skips_unseen_flows_and_finds_idle_ones_again() {
 
     // Age every stamp by 128 generations: b is now an idle flow, as if
     // last seen minutes ago, and looks new to the filter.
-    let stale = ((boottime_ns() >> 30) as u8).wrapping_add(128);
+    let stale = ((netprobe::collector::boottime_ns() >> 30) as u8).wrapping_add(128);
     let mut seen: Array<&mut MapData, u64> =
         Array::try_from(p.ebpf.map_mut(probes::MAP_FLOW_SEEN).unwrap()).unwrap();
     for i in 0..seen.len() {

@@ -274,21 +274,6 @@ fn fuzz_frame(r: &mut Rng) -> Vec<u8> {
     }
 }
 
-/// Whether the kernel may refuse to run `prog` on `bytes` (see the module docs).
-fn kernel_may_refuse(prog: Prog, bytes: &[u8]) -> bool {
-    if bytes.len() < MIN_PACKET_LEN {
-        return true;
-    }
-    if prog == Prog::Xdp {
-        return false;
-    }
-    match u16::from_be_bytes([bytes[12], bytes[13]]) {
-        packet::ETH_P_IP => bytes.len() < 14 + 20,
-        packet::ETH_P_IPV6 => bytes.len() < 14 + 40,
-        _ => false,
-    }
-}
-
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -329,7 +314,7 @@ fn fuzz(prog: Prog) {
             }
             Err(TestRunError::Syscall { error }) if error.raw_os_error() == Some(libc::EINVAL) => {
                 assert!(
-                    kernel_may_refuse(prog, &frame),
+                    prog.kernel_may_refuse(&frame),
                     "{}: refused (EINVAL) but should run",
                     what()
                 );

@@ -178,16 +178,6 @@ struct ProcState {
     reset_alerted: bool,
 }
 
-fn protocol(p: u8) -> String {
-    match p {
-        1 => "icmp".into(),
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        58 => "icmpv6".into(),
-        n => n.to_string(),
-    }
-}
-
 fn blockable(kind: u32) -> bool {
     matches!(
         kind,
@@ -249,7 +239,7 @@ impl Engine {
                     Target::Many => "many".into(),
                 },
                 port: ev.port,
-                protocol: protocol(ev.proto),
+                protocol: crate::abi::protocol_name(ev.proto),
                 count: ev.value,
                 rate,
                 first_seen: seen,

@@ -4,8 +4,9 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use netprobe::abi::Hook;
+use netprobe::packet;
 use netprobe::probes;
-use netprobe::testrun::Context;
+use netprobe::testrun::{Context, MIN_PACKET_LEN};
 
 pub const LO: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -87,6 +88,25 @@ impl Prog {
         match self {
             Prog::Xdp => XDP_PASS,
             _ => TC_ACT_UNSPEC,
+        }
+    }
+
+    /// Whether the kernel may refuse to test-run this frame: under 14
+    /// bytes always; and for skb programs on 6.18 (6.1 runs them) an
+    /// untagged IPv4 frame shorter than 14 + 20 bytes or IPv6 shorter than
+    /// 14 + 40. A VLAN tag hides the L3 from that check, so those reasons
+    /// still run on TC.
+    pub fn kernel_may_refuse(self, bytes: &[u8]) -> bool {
+        if bytes.len() < MIN_PACKET_LEN {
+            return true;
+        }
+        if self == Prog::Xdp {
+            return false;
+        }
+        match u16::from_be_bytes([bytes[12], bytes[13]]) {
+            packet::ETH_P_IP => bytes.len() < 14 + 20,
+            packet::ETH_P_IPV6 => bytes.len() < 14 + 40,
+            _ => false,
         }
     }
 }
