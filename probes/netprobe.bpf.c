@@ -85,9 +85,9 @@ struct np_flow_ctx {
 };
 
 /* Unseen packets per sampled one while admission refuses: flow lookups
- * (idle flows found again) and scan sketches. Powers of two. */
+ * (idle flows found again) and the per-address detectors. Powers of two. */
 #define NP_FLOOD_VERIFY_EVERY 16
-#define NP_FLOOD_SCAN_EVERY 4
+#define NP_FLOOD_DETECT_EVERY 4
 
 static __always_inline void np_flow_prepare(struct np_flow_ctx *fc, const struct np_flow_key *k,
 					    __u64 now)
@@ -101,7 +101,7 @@ static __always_inline void np_flow_prepare(struct np_flow_ctx *fc, const struct
 	}
 }
 
-/* 1: a flood packet that sampling lets through (one in every). */
+/* 1: not a flood packet, or one that sampling lets through (one in every). */
 static __always_inline int np_flood_sampled(const struct np_flow_ctx *fc, __u64 every)
 {
 	struct np_admission *a = fc->a;
@@ -109,8 +109,22 @@ static __always_inline int np_flood_sampled(const struct np_flow_ctx *fc, __u64 
 	return !fc->flood || !a || (a->refused & (every - 1)) == 0;
 }
 
-/* Adds one packet of len bytes to the flow k (rx or tx), admitting new flows. */
-static __always_inline void np_flow_account(struct np_flow_key *k, struct np_packet_stats *st,
+/* The weight of a packet in the per-address detectors (detect.h). */
+static __always_inline __u32 np_detect_weight(const struct np_flow_ctx *fc)
+{
+	if (!fc->flood)
+		return 1;
+	return np_flood_sampled(fc, NP_FLOOD_DETECT_EVERY) ? NP_FLOOD_DETECT_EVERY : 0;
+}
+
+/*
+ * Adds one packet of len bytes to the flow k (rx or tx), admitting new
+ * flows. Returns 1 when the packet completes a TCP handshake: the first
+ * ACK (without SYN) of a flow that so far has shown only a SYN. The SYN
+ * flood detector weighs SYNs against these, not against every ACK, which
+ * a busy destination receives plenty of and which would mask a flood.
+ */
+static __always_inline int np_flow_account(struct np_flow_key *k, struct np_packet_stats *st,
 					    __u64 len, __u8 flags, int tx, __u64 now,
 					    struct np_flow_ctx *fc)
 {
@@ -118,6 +132,7 @@ static __always_inline void np_flow_account(struct np_flow_key *k, struct np_pac
 	struct np_flow_stats *v = 0;
 	struct np_counter *c;
 	int lookup = 1;
+	__u8 seen;
 
 	/*
 	 * A SYN without ACK opens a flow: skip the lookup and go straight to
@@ -148,7 +163,7 @@ static __always_inline void np_flow_account(struct np_flow_key *k, struct np_pac
 		if (!np_admit(a, k->ifindex, now)) {
 			if (st)
 				st->flow_miss[NP_FLOW_NOT_ADMITTED]++;
-			return;
+			return 0;
 		}
 		c = tx ? &nv.tx : &nv.rx;
 		c->packets = 1;
@@ -158,7 +173,7 @@ static __always_inline void np_flow_account(struct np_flow_key *k, struct np_pac
 			np_seen_mark(fc->seen, now);
 			if (st)
 				st->flows_created++;
-			return;
+			return 0;
 		}
 		/* -EEXIST: another CPU inserted it meanwhile; add to that entry */
 		if (err == -EEXIST)
@@ -166,7 +181,7 @@ static __always_inline void np_flow_account(struct np_flow_key *k, struct np_pac
 		if (!v) {
 			if (st)
 				st->flow_miss[NP_FLOW_UPDATE_FAILED]++;
-			return;
+			return 0;
 		}
 	}
 	np_seen_mark(fc->seen, now);
@@ -177,8 +192,11 @@ static __always_inline void np_flow_account(struct np_flow_key *k, struct np_pac
 	/* Not atomic: BPF atomic OR needs 5.12 (floor is 5.8). Written only when
 	 * a new bit shows up, so at worst a bit set at the same instant on
 	 * another CPU is lost until the flow shows it again. */
-	if (flags & ~v->tcp_flags)
+	seen = v->tcp_flags;
+	if (flags & ~seen)
 		v->tcp_flags |= flags;
+	return (seen & (NP_TCPF_SYN | NP_TCPF_ACK)) == NP_TCPF_SYN &&
+	       (flags & (NP_TCPF_SYN | NP_TCPF_ACK)) == NP_TCPF_ACK;
 }
 
 /* The per-packet work shared by the three programs; hook is a constant.
@@ -191,7 +209,8 @@ static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, 
 	struct np_flow_key k;
 	struct np_packet_stats *st;
 	__u64 now;
-	__u32 skip;
+	__u32 skip, weight;
+	int handshake;
 
 	__builtin_memset(&k, 0, sizeof(k));
 	k.ifindex = ifindex;
@@ -240,12 +259,15 @@ static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, 
 	np_flow_prepare(&fc, &k, now);
 	if (hook == NP_HOOK_TC_EGRESS) {
 		np_detect_egress(&p, &k, now, ifindex);
-	} else if (np_detect_ingress(&p, &k, len, now, ifindex,
-				     np_flood_sampled(&fc, NP_FLOOD_SCAN_EVERY)) == NP_VERDICT_DROP) {
-		/* --mitigate=on: counted in packet_stats and detect_stats, no flow entry */
-		return NP_VERDICT_DROP;
+		np_flow_account(&k, st, len, p.tcp_flags, 1, now, &fc);
+		return NP_VERDICT_PASS;
 	}
-	np_flow_account(&k, st, len, p.tcp_flags, hook == NP_HOOK_TC_EGRESS, now, &fc);
+	/* --mitigate=on: counted in packet_stats and detect_stats, no flow entry */
+	if (np_lists(&k, now, ifindex, 1) == NP_VERDICT_DROP)
+		return NP_VERDICT_DROP;
+	weight = np_detect_weight(&fc); /* before the flow's refusal moves the sample */
+	handshake = np_flow_account(&k, st, len, p.tcp_flags, 0, now, &fc);
+	np_detect_ingress(&p, &k, len, now, ifindex, weight, handshake);
 	return NP_VERDICT_PASS;
 }
 

@@ -152,8 +152,8 @@ pub struct Args {
     #[argh(option, default = "Duration::from_millis(100)", from_str_fn(crate::detect::parse_window))]
     pub flood_window: Duration,
 
-    /// SYNs per second toward one destination, beyond its ACKs, that make
-    /// a SYN flood (default 3000; 0 = off)
+    /// SYNs per second toward one destination beyond its completed
+    /// handshakes (half-open) that make a SYN flood (default 3000; 0 = off)
     #[argh(option, default = "3000")]
     pub syn_flood_rate: u64,
 
@@ -237,11 +237,11 @@ pub struct Args {
     #[argh(option, default = "10", from_str_fn(crate::detect::parse_reset_peers_threshold))]
     pub reset_peers_threshold: u32,
 
-    /// per-source scan sketches in the kernel, a power of two (default 8192, 96 B each)
+    /// per-source scan sketches in the kernel, a power of two (default 8192, 88 B each)
     #[argh(option, default = "8192", from_str_fn(crate::detect::parse_slots))]
     pub scan_slots: u32,
 
-    /// per-destination flood counters in the kernel, a power of two (default 4096, 56 B each)
+    /// per-destination flood counters in the kernel, a power of two (default 4096, 64 B each)
     #[argh(option, default = "4096", from_str_fn(crate::detect::parse_slots))]
     pub flood_slots: u32,
 

@@ -16,8 +16,8 @@
  *    cannot hide a scan); the alert names the source of the packet that
  *    crossed the threshold.
  *  - flood_state[hash(dst)]: per destination and window, packets, bytes,
- *    SYNs, ACKs, UDP, ICMP, RST/unreachable replies, and a 64-bit sketch of
- *    sources (many bits: random or spoofed sources).
+ *    SYNs, completed handshakes, UDP, ICMP, RST/unreachable replies, and a
+ *    64-bit sketch of sources (many bits: random or spoofed sources).
  *  - iface_rate[ifindex & 255]: packets and bytes per interface and window.
  *
  * Counters are plain (not atomic) increments shared by the CPUs: a race
@@ -88,18 +88,19 @@ struct np_flood_slot {
 	__u64 srcs; /* 64-bit sketch of sources */
 	__u32 pkts;
 	__u32 syn;
-	__u32 ack;
+	__u32 handshakes; /* completed: the first ACK of a flow that showed a SYN */
 	__u32 udp;
 	__u32 icmp;
 	__u32 closed; /* RSTs and ICMP unreachables toward this address */
 	__u32 alerted;
-	__u32 pad;
+	__u32 pad[5]; /* 64 bytes: one cache line (the array is page-aligned) */
 };
 
 /* Per-source scan sketches; probe-private, sized by --scan-slots. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 8192);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct np_scan_slot);
 } scan_state SEC(".maps");
@@ -108,6 +109,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct np_flood_slot);
 } flood_state SEC(".maps");
@@ -172,9 +174,79 @@ static __always_inline __u32 np_mix(__u32 h)
 	return h;
 }
 
-static __always_inline __u32 np_addr_hash(const __u32 *a, __u32 seed)
+/*
+ * A 64-bit hash of an address, computed once per packet for each of source
+ * and destination; each detector takes its own bits of it (slot indices
+ * from the low bits, sketch bits from the high ones). Independent
+ * multiplies of the words overlap in the CPU, then a splitmix64 finish;
+ * an IPv4 address (one word) maps one-to-one.
+ */
+static __always_inline __u64 np_addr_hash(const __u32 *a)
 {
-	return np_mix(a[0] ^ np_mix(a[1] ^ np_mix(a[2] ^ np_mix(a[3] ^ seed))));
+	__u64 h;
+
+	h = (__u64)a[0] * 0x9e3779b97f4a7c15ULL;
+	h ^= ((__u64)a[1] << 32 | a[2]) * 0xc2b2ae3d27d4eb4fULL;
+	h ^= (__u64)a[3] * 0x165667b19e3779f9ULL;
+	h ^= h >> 30;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	h ^= h >> 27;
+	h *= 0x94d049bb133111ebULL;
+	h ^= h >> 31;
+	return h;
+}
+
+/* Probe-private: the window numbers of a clock reading, per CPU. */
+struct np_det_clock {
+	__u64 now;
+	__u64 flood_win; /* now / cfg_flood_window_ns */
+	__u64 scan_win;  /* now / cfg_scan_window_ns */
+};
+
+/* The clock (clock.h) moves once per jiffy, so the two 64-bit divisions
+ * run once per jiffy per CPU instead of once per packet and detector. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct np_det_clock);
+} det_clock SEC(".maps");
+
+/* What the detectors share about one packet. */
+struct np_det {
+	const struct np_parse *p;
+	const struct np_flow_key *k;
+	__u64 now;
+	__u64 flood_win;
+	__u64 scan_win;
+	__u64 hsrc; /* np_addr_hash(k->saddr); ingress only */
+	__u64 hdst; /* np_addr_hash(k->daddr); ingress only */
+	__u32 ifindex;
+};
+
+static __always_inline void np_det_init(struct np_det *d, const struct np_parse *p,
+					const struct np_flow_key *k, __u64 now, __u32 ifindex)
+{
+	struct np_det_clock *c;
+	__u32 zero = 0;
+
+	d->p = p;
+	d->k = k;
+	d->now = now;
+	d->ifindex = ifindex;
+	c = bpf_map_lookup_elem(&det_clock, &zero);
+	if (c && c->now == now) {
+		d->flood_win = c->flood_win;
+		d->scan_win = c->scan_win;
+		return;
+	}
+	d->flood_win = now / cfg_flood_window_ns;
+	d->scan_win = now / cfg_scan_window_ns;
+	if (c) {
+		c->now = now;
+		c->flood_win = d->flood_win;
+		c->scan_win = d->scan_win;
+	}
 }
 
 static __always_inline void np_det_count(__u32 idx)
@@ -240,7 +312,7 @@ static __always_inline void np_flood_reset(struct np_flood_slot *s, __u64 win)
 	s->srcs = 0;
 	s->pkts = 0;
 	s->syn = 0;
-	s->ack = 0;
+	s->handshakes = 0;
 	s->udp = 0;
 	s->icmp = 0;
 	s->closed = 0;
@@ -258,12 +330,17 @@ static __always_inline int np_crossed(struct np_flood_slot *s, __u32 kind, __u64
 	return 1;
 }
 
-static __always_inline void np_flood_account(const struct np_parse *p, const struct np_flow_key *k,
-					     __u64 len, __u64 now, __u32 ifindex)
+/* weight: packets this one stands for (sampling under a flood);
+ * handshake: it completed a TCP handshake (np_flow_account). */
+static __always_inline void np_flood_account(const struct np_det *d, __u64 len, __u32 weight,
+					     int handshake)
 {
+	const struct np_parse *p = d->p;
+	const struct np_flow_key *k = d->k;
 	__u64 wns = cfg_flood_window_ns;
-	__u64 win = now / wns;
-	__u32 idx = np_addr_hash(k->daddr, 0x5bd1e995) & cfg_flood_mask;
+	__u32 idx = (__u32)d->hdst & cfg_flood_mask;
+	__u32 ifindex = d->ifindex;
+	__u64 now = d->now;
 	__u32 sources;
 	struct np_flood_slot *s;
 	__u8 f = p->tcp_flags;
@@ -271,28 +348,30 @@ static __always_inline void np_flood_account(const struct np_parse *p, const str
 	s = bpf_map_lookup_elem(&flood_state, &idx);
 	if (!s)
 		return;
-	if (s->window != win)
-		np_flood_reset(s, win);
-	s->pkts++;
-	s->bytes += len;
-	s->srcs |= 1ULL << (np_addr_hash(k->saddr, 0x27d4eb2f) & 63);
+	if (s->window != d->flood_win)
+		np_flood_reset(s, d->flood_win);
+	s->pkts += weight;
+	s->bytes += len * weight;
+	s->srcs |= 1ULL << (d->hsrc >> 58);
 	sources = __builtin_popcountll(s->srcs);
 
 	if (p->l4 == NP_L4_TCP) {
 		if ((f & (NP_TCPF_SYN | NP_TCPF_ACK)) == NP_TCPF_SYN) {
-			s->syn++;
-			/* SYNs beyond the ACKs seen: handshakes not completing. */
-			if (s->syn > s->ack && np_crossed(s, NP_ALERT_SYN_FLOOD, s->syn, cfg_syn_flood))
-				np_alert(NP_ALERT_SYN_FLOOD, ifindex, now, s->syn, wns, k, k->dport, sources, 0);
-		} else if (f & NP_TCPF_ACK) {
-			s->ack++;
+			s->syn += weight;
+			/* SYNs beyond the completed handshakes: half-open ones. */
+			if (s->syn > s->handshakes &&
+			    np_crossed(s, NP_ALERT_SYN_FLOOD, s->syn - s->handshakes, cfg_syn_flood))
+				np_alert(NP_ALERT_SYN_FLOOD, ifindex, now, s->syn - s->handshakes, wns, k,
+					 k->dport, sources, 0);
+		} else if (handshake) {
+			s->handshakes += weight;
 		}
 	} else if (p->l4 == NP_L4_UDP) {
-		s->udp++;
+		s->udp += weight;
 		if (np_crossed(s, NP_ALERT_UDP_FLOOD, s->udp, cfg_udp_flood))
 			np_alert(NP_ALERT_UDP_FLOOD, ifindex, now, s->udp, wns, k, k->dport, sources, 0);
 	} else if (p->l4 == NP_L4_ICMP || p->l4 == NP_L4_ICMPV6) {
-		s->icmp++;
+		s->icmp += weight;
 		if (np_crossed(s, NP_ALERT_ICMP_FLOOD, s->icmp, cfg_icmp_flood))
 			np_alert(NP_ALERT_ICMP_FLOOD, ifindex, now, s->icmp, wns, k, 0, sources, 0);
 	}
@@ -302,12 +381,10 @@ static __always_inline void np_flood_account(const struct np_parse *p, const str
 		np_alert(NP_ALERT_DST_BPS, ifindex, now, s->bytes, wns, k, k->dport, sources, 0);
 }
 
-static __always_inline void np_iface_account(const struct np_flow_key *k, __u64 len, __u64 now,
-					     __u32 ifindex)
+static __always_inline void np_iface_account(const struct np_det *d, __u64 len)
 {
 	__u64 wns = cfg_flood_window_ns;
-	__u64 win = now / wns;
-	__u32 idx = ifindex & 255;
+	__u32 idx = d->ifindex & 255;
 	struct np_flood_slot *s;
 
 	if (!cfg_iface_pps && !cfg_iface_bytes)
@@ -315,23 +392,22 @@ static __always_inline void np_iface_account(const struct np_flow_key *k, __u64 
 	s = bpf_map_lookup_elem(&iface_rate, &idx);
 	if (!s)
 		return;
-	if (s->window != win)
-		np_flood_reset(s, win);
+	if (s->window != d->flood_win)
+		np_flood_reset(s, d->flood_win);
 	s->pkts++;
 	s->bytes += len;
 	if (np_crossed(s, NP_ALERT_IFACE_PPS, s->pkts, cfg_iface_pps))
-		np_alert(NP_ALERT_IFACE_PPS, ifindex, now, s->pkts, wns, k, 0, 0, 0);
+		np_alert(NP_ALERT_IFACE_PPS, d->ifindex, d->now, s->pkts, wns, d->k, 0, 0, 0);
 	if (np_crossed(s, NP_ALERT_IFACE_BPS, s->bytes, cfg_iface_bytes))
-		np_alert(NP_ALERT_IFACE_BPS, ifindex, now, s->bytes, wns, k, 0, 0, 0);
+		np_alert(NP_ALERT_IFACE_BPS, d->ifindex, d->now, s->bytes, wns, d->k, 0, 0, 0);
 }
 
 /* RSTs and ICMP/ICMPv6 destination unreachables, counted toward the
  * address they go to (the prober); any hook. */
-static __always_inline void np_closed_account(const struct np_parse *p, const struct np_flow_key *k,
-					      __u64 now, __u32 ifindex)
+static __always_inline void np_closed_account(const struct np_det *d, __u32 weight)
 {
-	__u64 wns = cfg_flood_window_ns;
-	__u64 win = now / wns;
+	const struct np_parse *p = d->p;
+	const struct np_flow_key *k = d->k;
 	struct np_flood_slot *s;
 	__u32 idx;
 	int reply;
@@ -348,23 +424,26 @@ static __always_inline void np_closed_account(const struct np_parse *p, const st
 		reply = 0;
 	if (!reply)
 		return;
-	idx = np_addr_hash(k->daddr, 0x5bd1e995) & cfg_flood_mask;
+	idx = (__u32)np_addr_hash(k->daddr) & cfg_flood_mask; /* as np_flood_account's */
 	s = bpf_map_lookup_elem(&flood_state, &idx);
 	if (!s)
 		return;
-	if (s->window != win)
-		np_flood_reset(s, win);
-	s->closed++;
+	if (s->window != d->flood_win)
+		np_flood_reset(s, d->flood_win);
+	s->closed += weight;
 	if (np_crossed(s, NP_ALERT_CLOSED_PORTS, s->closed, cfg_closed_ports))
-		np_alert(NP_ALERT_CLOSED_PORTS, ifindex, now, s->closed, wns, k, k->sport, 0, 1);
+		np_alert(NP_ALERT_CLOSED_PORTS, d->ifindex, d->now, s->closed, cfg_flood_window_ns, k,
+			 k->sport, 0, 1);
 }
 
 /* Probe-like packets feed the per-source scan sketches. */
-static __always_inline void np_scan_account(const struct np_parse *p, const struct np_flow_key *k,
-					    __u64 now, __u32 ifindex)
+static __always_inline void np_scan_account(const struct np_det *d)
 {
+	const struct np_parse *p = d->p;
+	const struct np_flow_key *k = d->k;
 	__u64 wns = cfg_scan_window_ns;
-	__u64 win = now / wns;
+	__u32 ifindex = d->ifindex;
+	__u64 now = d->now;
 	struct np_scan_slot *s;
 	__u8 f = p->tcp_flags;
 	__u32 idx, bit;
@@ -394,13 +473,13 @@ static __always_inline void np_scan_account(const struct np_parse *p, const stru
 		bit = 0;
 	}
 
-	idx = np_addr_hash(k->saddr, 0x9e3779b1) & cfg_scan_mask;
+	idx = (__u32)d->hsrc & cfg_scan_mask;
 	s = bpf_map_lookup_elem(&scan_state, &idx);
 	if (!s)
 		return;
-	if (s->window != win) {
+	if (s->window != d->scan_win) {
 		__builtin_memset(s, 0, sizeof(*s));
-		s->window = win;
+		s->window = d->scan_win;
 	}
 	if (bit && !(s->alerted & (1U << NP_ALERT_PORT_POLICY))) {
 		s->alerted |= 1U << NP_ALERT_PORT_POLICY;
@@ -408,7 +487,7 @@ static __always_inline void np_scan_account(const struct np_parse *p, const stru
 	}
 	if (np_sketch_add(s->ports, np_mix(k->dport ^ 0x85ebca6b)))
 		s->nports++;
-	if (np_sketch_add(s->hosts, np_addr_hash(k->daddr, 0xc2b2ae35)))
+	if (np_sketch_add(s->hosts, (__u32)(d->hdst >> 40)))
 		s->nhosts++;
 	if (cfg_scan_port_bits && s->nports >= cfg_scan_port_bits &&
 	    !(s->alerted & (1U << NP_ALERT_SCAN_VERTICAL))) {
@@ -508,21 +587,33 @@ static __always_inline int np_lists(const struct np_flow_key *k, __u64 now, __u3
 	return NP_VERDICT_PASS;
 }
 
-/* Ingress: lists first (may drop), then the detectors. scan 0: a flood
- * packet that the scan sketches skip (netprobe.bpf.c samples them). */
-static __always_inline int np_detect_ingress(const struct np_parse *p, const struct np_flow_key *k,
-					     __u64 len, __u64 now, __u32 ifindex, int scan)
+/*
+ * Ingress detectors; netprobe.bpf.c checks np_lists (which may drop)
+ * first, and accounts the flow before (handshake). weight: how many
+ * packets this one stands for in the per-address detectors. Under a flood
+ * of new flows netprobe.bpf.c samples them: one packet in N feeds the
+ * flood counters with weight N and the scan sketches, the others (weight
+ * 0) skip both. Each would touch a slot picked by a random address, a
+ * cache miss per packet; sampled, the counts stay unbiased, and a scan
+ * inside such a flood needs N times the probes to show.
+ */
+static __always_inline void np_detect_ingress(const struct np_parse *p, const struct np_flow_key *k,
+					      __u64 len, __u64 now, __u32 ifindex, __u32 weight,
+					      int handshake)
 {
-	if (np_lists(k, now, ifindex, 1) == NP_VERDICT_DROP)
-		return NP_VERDICT_DROP;
+	struct np_det d;
+
 	if (!cfg_detect)
-		return NP_VERDICT_PASS;
-	np_iface_account(k, len, now, ifindex);
-	np_flood_account(p, k, len, now, ifindex);
-	np_closed_account(p, k, now, ifindex);
-	if (scan)
-		np_scan_account(p, k, now, ifindex);
-	return NP_VERDICT_PASS;
+		return;
+	np_det_init(&d, p, k, now, ifindex);
+	d.hsrc = np_addr_hash(k->saddr);
+	d.hdst = np_addr_hash(k->daddr);
+	np_iface_account(&d, len);
+	if (!weight)
+		return;
+	np_flood_account(&d, len, weight, handshake);
+	np_closed_account(&d, weight);
+	np_scan_account(&d);
 }
 
 /* Egress: RST/unreachable replies and the blocklist (traffic to listed
@@ -530,11 +621,16 @@ static __always_inline int np_detect_ingress(const struct np_parse *p, const str
 static __always_inline void np_detect_egress(const struct np_parse *p, const struct np_flow_key *k,
 					     __u64 now, __u32 ifindex)
 {
+	struct np_det d;
+
 	if (cfg_lists & NP_LISTS_BLOCK)
 		np_lists(k, now, ifindex, 0);
 	if (!cfg_detect)
 		return;
-	np_closed_account(p, k, now, ifindex);
+	if (p->l4 != NP_L4_TCP && p->l4 != NP_L4_ICMP && p->l4 != NP_L4_ICMPV6)
+		return; /* only these carry replies from closed ports */
+	np_det_init(&d, p, k, now, ifindex);
+	np_closed_account(&d, 1);
 }
 
 #endif /* NP_DETECT_H */

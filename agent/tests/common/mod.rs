@@ -3,6 +3,8 @@
 //! programs with their test-run context and pass verdict.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod object;
+
 use netprobe::abi::Hook;
 use netprobe::packet;
 use netprobe::probes;
@@ -108,5 +110,22 @@ impl Prog {
             packet::ETH_P_IPV6 => bytes.len() < 14 + 40,
             _ => false,
         }
+    }
+}
+
+/// Pins this thread to the CPU it runs on, so per-CPU state (the admission
+/// bucket) is the one its test runs see; returns the CPU.
+pub fn pin_to_current_cpu() -> usize {
+    // SAFETY: plain libc calls on this thread's own affinity.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        assert!(cpu >= 0, "sched_getcpu failed");
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+        cpu as usize
     }
 }

@@ -38,6 +38,13 @@ pub struct Args {
     /// trials 1, rounds 1 (figures are rougher)
     #[argh(switch)]
     quick: bool,
+    /// print only the summary (skip the table)
+    #[argh(switch)]
+    summary_only: bool,
+    /// measure this probe object instead of the built-in one, e.g. a
+    /// modified probes/netprobe.bpf.o, to compare a change in the same way
+    #[argh(option)]
+    object: Option<std::path::PathBuf>,
 }
 
 #[derive(FromArgs)]
