@@ -2,8 +2,10 @@
 # namespaces joined by a veth pair, the agent started in the first, scrapes
 # from inside it, and readings both sides agree on. Sourcing scripts set
 # AGENT and TEST (a name for messages) first; set -euo pipefail is theirs.
-# Addresses: 198.18.0.1/24 and 2001:db8::1/64 on $IFA (namespace $NSA),
-# .2 and ::2 on $IFB ($NSB). Everything is removed on exit, even on failure.
+# Addresses: A4=198.18.0.1/24 and A6=2001:db8::1/64 on $IFA (namespace
+# $NSA), B4 (.2) and B6 (::2) on $IFB ($NSB). NEEDS: tools beyond the
+# common ones; AGENT_WRAP: a command the agent runs under. Everything is
+# removed on exit, even on failure.
 
 [ "$(id -u)" -eq 0 ] || { echo "$TEST: FAIL: needs root (CAP_BPF, CAP_NET_ADMIN) to attach probes" >&2; exit 1; }
 [ -x "$AGENT" ] || { echo "$TEST: FAIL: agent binary $AGENT not found (cargo build --release)" >&2; exit 1; }
@@ -15,6 +17,7 @@ ID=$$
 NSA=npe2e-a-$ID NSB=npe2e-b-$ID
 IFA=npa$ID IFB=npb$ID
 PORT=18081
+A4=198.18.0.1 B4=198.18.0.2 A6=2001:db8::1 B6=2001:db8::2
 LOG=$(mktemp -d /tmp/netprobe-e2e.XXXXXX)
 AGENT_PID=
 PASSED=0 FAILED=0
@@ -51,10 +54,10 @@ setup_net() {
 			net.ipv6.conf.default.dad_transmits=0 net.ipv6.conf.all.dad_transmits=0
 		ip -n "$ns" link set lo up
 	done
-	ip -n "$NSA" addr add 198.18.0.1/24 dev "$IFA"
-	ip -n "$NSB" addr add 198.18.0.2/24 dev "$IFB"
-	ip -n "$NSA" addr add 2001:db8::1/64 dev "$IFA" nodad
-	ip -n "$NSB" addr add 2001:db8::2/64 dev "$IFB" nodad
+	ip -n "$NSA" addr add $A4/24 dev "$IFA"
+	ip -n "$NSB" addr add $B4/24 dev "$IFB"
+	ip -n "$NSA" addr add $A6/64 dev "$IFA" nodad
+	ip -n "$NSB" addr add $B6/64 dev "$IFB" nodad
 	ip -n "$NSA" link set "$IFA" up
 	ip -n "$NSB" link set "$IFB" up
 	sleep 1
@@ -63,7 +66,7 @@ setup_net() {
 start_agent() {
 	# Not through ina(): a function in the background is a subshell, and
 	# the signal must reach the agent itself.
-	ip netns exec "$NSA" "$AGENT" --interface-filter "${FILTER:-$IFA}" --listen-address 127.0.0.1 --metrics-port "$PORT" \
+	ip netns exec "$NSA" ${AGENT_WRAP:-} "$AGENT" --interface-filter "${FILTER:-$IFA}" --listen-address 127.0.0.1 --metrics-port "$PORT" \
 		--collect-interval "${INTERVAL:-200ms}" "$@" >>"$LOG/agent.log" 2>&1 &
 	AGENT_PID=$!
 	for _ in $(seq 50); do

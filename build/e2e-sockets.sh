@@ -33,39 +33,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 AGENT=${1:-target/release/netprobe-agent}
-[ "$(id -u)" -eq 0 ] || { echo "e2e-sockets: FAIL: needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN)" >&2; exit 1; }
-[ -x "$AGENT" ] || { echo "e2e-sockets: FAIL: agent binary $AGENT not found (cargo build --release)" >&2; exit 1; }
-for t in ip nft bpftool promtool curl python3; do
-	command -v "$t" >/dev/null || { echo "e2e-sockets: FAIL: $t is missing (run build/deps.sh)" >&2; exit 1; }
-done
+TEST=e2e-sockets NEEDS="nft promtool"
+# shellcheck source=build/e2e-lib.sh
+source build/e2e-lib.sh
 [ -e /sys/kernel/btf/vmlinux ] || { echo "e2e-sockets: FAIL: this kernel has no BTF: the socket layer cannot load" >&2; exit 1; }
 
-ID=$$
-NSA=npsk-a-$ID NSB=npsk-b-$ID
-IFA=nska$ID IFB=nskb$ID
-A4=198.18.1.1 B4=198.18.1.2 A6=2001:db8:1::1 B6=2001:db8:1::2
-PORT=18082
 TOOL=$PWD/build/sockets-traffic.py
-LOG=$(mktemp -d /tmp/netprobe-e2e-sockets.XXXXXX)
-AGENT_PID=
 HOLD_FD=
-PASSED=0 FAILED=0
 
-cleanup() {
-	[ -n "$AGENT_PID" ] && kill -KILL "$AGENT_PID" 2>/dev/null || true
-	for ns in "$NSA" "$NSB"; do
-		ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
-		ip netns del "$ns" 2>/dev/null || true
-	done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-ok() { echo "  ok: $*"; PASSED=$((PASSED + 1)); }
-fail() { echo "  FAIL: $*" >&2; FAILED=$((FAILED + 1)); }
-ina() { ip netns exec "$NSA" "$@"; }
-inb() { ip netns exec "$NSB" "$@"; }
-scrape() { ina curl -fsS --max-time 5 "http://127.0.0.1:$PORT$1"; }
 tool_a() { timeout 120 ip netns exec "$NSA" python3 "$TOOL" "$@"; }
 tool_b() { timeout 120 ip netns exec "$NSB" python3 "$TOOL" "$@"; }
 
@@ -97,21 +72,9 @@ static_checks() {
 	fi
 }
 
-setup_net() {
-	ip netns add "$NSA"
-	ip netns add "$NSB"
-	ip link add "$IFA" netns "$NSA" type veth peer name "$IFB" netns "$NSB"
-	for ns in "$NSA" "$NSB"; do
-		ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 \
-			net.ipv6.conf.default.dad_transmits=0 net.ipv6.conf.all.dad_transmits=0
-		ip -n "$ns" link set lo up
-	done
-	ip -n "$NSA" addr add $A4/24 dev "$IFA"
-	ip -n "$NSB" addr add $B4/24 dev "$IFB"
-	ip -n "$NSA" addr add $A6/64 dev "$IFA" nodad
-	ip -n "$NSB" addr add $B6/64 dev "$IFB" nodad
-	ip -n "$NSA" link set "$IFA" up
-	ip -n "$NSB" link set "$IFB" up
+# The namespaces (e2e-lib.sh), a black hole and servers on both sides.
+setup_sockets_net() {
+	setup_net
 	# Port 7002 of B is a black hole: SYNs vanish (timeouts, abandoned connects).
 	inb nft -f - <<-EOF
 		table inet npsk {
@@ -135,26 +98,10 @@ setup_net() {
 	sleep 1
 }
 
-# Ids of loaded socket programs. Other agents on the host (other tests) may
-# hold their own: this agent's are those it has file descriptors of.
+# Ids of loaded socket programs; this agent's are those it holds
+# (agent_prog_ids): other agents on the host may hold their own.
 sock_prog_ids() { bpftool prog show | awk '/name netprobe_sock/ { sub(":", "", $1); print $1 }' | sort; }
-agent_sock_prog_ids() {
-	cat /proc/"$AGENT_PID"/fdinfo/* 2>/dev/null | awk '/^prog_id:/ { print $2 }' | sort -u | comm -12 - <(sock_prog_ids)
-}
-
-start_agent() {
-	# AGENT_WRAP: a command the agent runs under (phase_no_btf).
-	ip netns exec "$NSA" ${AGENT_WRAP:-} "$AGENT" --interface-filter "$IFA" --listen-address 127.0.0.1 --metrics-port "$PORT" \
-		--collect-interval 200ms "$@" >"$LOG/agent.log" 2>&1 &
-	AGENT_PID=$!
-	for _ in $(seq 50); do
-		scrape /healthz >/dev/null 2>&1 && return 0
-		kill -0 "$AGENT_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	cat "$LOG/agent.log" >&2
-	return 1
-}
+agent_sock_prog_ids() { agent_prog_ids | tr ' ' '\n' | grep . | sort | comm -12 - <(sock_prog_ids); }
 
 stop_agent() { # LABEL
 	local code=0 mine left
@@ -163,15 +110,9 @@ stop_agent() { # LABEL
 	wait "$AGENT_PID" || code=$?
 	AGENT_PID=
 	[ "$code" -eq 0 ] && ok "$1 SIGTERM: exit 0" || fail "$1 SIGTERM: exit $code"
-	# Programs are freed once the kernel drops the last reference to their
-	# links, which may trail the process's exit a little.
-	for _ in $(seq 30); do
-		left=$(comm -12 <(echo "$mine") <(sock_prog_ids))
-		[ -z "$left" ] && break
-		sleep 0.1
-	done
-	if [ -n "$left" ]; then
-		fail "$1: socket programs left loaded: ids $(echo $left)"
+	left=$(progs_left $mine)
+	if [ "$left" -ne 0 ]; then
+		fail "$1: $left of the socket programs $(echo $mine) left loaded"
 	else
 		ok "$1: $(echo "$mine" | grep -c .) socket programs were loaded, none left after exit"
 	fi
@@ -446,7 +387,7 @@ bad_input() {
 }
 
 static_checks
-setup_net
+setup_sockets_net
 bad_input
 # --conn-fail-threshold 3: the lifecycle's 3 refused connects from one
 # process raise a conn_failures alert.

@@ -35,6 +35,7 @@ use aya::maps::{MapData, PerCpuHashMap};
 use aya::Ebpf;
 use netprobe::abi::{Hook, PacketStats, StatsKey};
 use netprobe::detect::{DetectConfig, Global};
+use netprobe::manager::ProbeConfig;
 use netprobe::packet::{tcp, Frame};
 use netprobe::probes;
 use netprobe::testrun::{test_run, Context, TestRun};
@@ -85,7 +86,7 @@ const CONFIGS: [&str; 4] = ["default", "no-detect", "no-filter", "no-admit"];
 /// The probe globals of a configuration: the agent's defaults, one changed.
 fn globals(config: &str) -> Vec<(&'static str, Global)> {
     let mut g = DetectConfig::default().globals();
-    let seen = probes::flow_seen_entries(65536);
+    let seen = probes::flow_seen_entries(ProbeConfig::default().max_flows);
     g.push((probes::GLOBAL_SEEN_MASK, Global::U32(seen - 1)));
     let set = |g: &mut Vec<(&'static str, Global)>, name: &'static str, v: Global| {
         g.retain(|(n, _)| *n != name);
@@ -254,7 +255,7 @@ fn pin_cpu() -> Option<usize> {
 fn cases(args: &Args) -> Vec<Case> {
     let n = args.packets as usize;
     // Twice the default burst: the bucket is empty when measuring starts.
-    let warm = 2 * 5000;
+    let warm = 2 * ProbeConfig::default().flow_admit_burst as usize;
     let one = tcp_packet([192, 0, 2, 1], [198, 51, 100, 1], 40000, 443);
     let thousand = (0..1000u32)
         .map(|i| {
@@ -338,10 +339,14 @@ pub fn run(args: &Args) -> Result<(), String> {
     if args.summary_only {
         return summary(&cases, &empty, &object, args);
     }
+    let flood_warm = match cases.iter().find(|c| c.name == "flood-udp").map(|c| &c.feed) {
+        Some(Feed::Each { warm, .. }) => *warm,
+        _ => 0,
+    };
     println!(
-        "1flow-repeat: one call, repeat {}; per-call cases: {} measured calls \
-         (floods after 10000 unmeasured); minimum of {} trials; inserted/refused: \
-         new flows during the measured calls, last trial",
+        "1flow-repeat: one call, repeat {}; per-call cases: {} measured calls, the \
+         mean without the slowest 1% (floods after {flood_warm} unmeasured); minimum \
+         of {} trials; inserted/refused: new flows during the measured calls, last trial",
         args.repeat,
         args.packets,
         args.trials.max(1)
