@@ -29,7 +29,6 @@ mod common;
 fn require_privileges() {
     common::require_privileges(
         "socket kernel tests (loading tracing programs, creating a network namespace)",
-        "kernel_sockets",
     );
     assert!(
         std::path::Path::new(KERNEL_BTF).exists(),

@@ -17,90 +17,32 @@
 //!
 //! Needs root (CAP_BPF and CAP_NET_ADMIN), like `kernel_probes.rs`.
 
-use std::os::fd::{AsFd, BorrowedFd};
-
-use aya::maps::{HashMap, MapData, MapError, PerCpuHashMap};
-use aya::programs::{SchedClassifier, Xdp};
-use aya::{Ebpf, EbpfLoader};
-use netprobe::abi::{
-    self, skip, Counter, FlowKey, FlowStats, Hook, PacketStats, StatsKey, TcDeviceKey,
-};
+use aya::maps::{HashMap, MapData};
+use netprobe::abi::{self, skip, Counter, FlowKey, FlowStats};
 use netprobe::packet::{self, tcp, ExtHdr, Frame};
 use netprobe::probes;
 use netprobe::testrun::{test_run, TestRun, TestRunError, MIN_PACKET_LEN};
 
 mod common;
+use common::object::{LoadOptions, Probes};
 use common::{Prog, LO};
+
 const DEFAULT_SEED: u64 = 0x6e65_7470_726f_6265; // "netprobe"
 const DEFAULT_FRAMES: usize = 3000;
 
-
-
-/// Loads the object with the flood guard off, so every IP packet may
-/// create a flow, and loads all three programs.
-fn load() -> Ebpf {
-    common::require_privileges("probe fuzzing (loading the probes, BPF_PROG_TEST_RUN)", "probe_fuzz");
-    let mut loader = EbpfLoader::new();
-    loader.override_global(probes::GLOBAL_FLOW_ADMIT_RATE, &0u64, true);
-    let mut ebpf = loader
-        .load(probes::netprobe_object())
-        .unwrap_or_else(|e| panic!("loading netprobe.bpf.o: {e:?}"));
-    for prog in Prog::ALL {
-        let p = ebpf
-            .program_mut(prog.name())
-            .unwrap_or_else(|| panic!("no program {}", prog.name()));
-        let r = match prog {
-            Prog::Xdp => <&mut Xdp>::try_from(p).unwrap().load(),
-            _ => <&mut SchedClassifier>::try_from(p).unwrap().load(),
-        };
-        r.unwrap_or_else(|e| panic!("the verifier rejected {}: {e:?}", prog.name()));
-    }
-    ebpf
-}
-
-fn fd(ebpf: &Ebpf, prog: Prog) -> BorrowedFd<'_> {
-    ebpf.program(prog.name()).unwrap().fd().unwrap().as_fd()
-}
-
-fn stats(ebpf: &Ebpf, hook: Hook) -> PacketStats {
-    let m: PerCpuHashMap<&MapData, StatsKey, PacketStats> =
-        PerCpuHashMap::try_from(ebpf.map(probes::MAP_PACKET_STATS).unwrap()).unwrap();
-    let mut sum = PacketStats::default();
-    match m.get(
-        &StatsKey {
-            ifindex: LO,
-            hook: hook as u32,
-        },
-        0,
-    ) {
-        Ok(v) => v.iter().for_each(|s| sum.add(s)),
-        Err(MapError::KeyNotFound) => {}
-        Err(e) => panic!("reading packet_stats: {e}"),
-    }
-    sum
-}
-
-fn tc_device(ebpf: &Ebpf, direction: u32, stat_type: u32) -> u64 {
-    let m: PerCpuHashMap<&MapData, TcDeviceKey, u64> =
-        PerCpuHashMap::try_from(ebpf.map(probes::MAP_TC_DEVICE_STATS).unwrap()).unwrap();
-    match m.get(
-        &TcDeviceKey {
-            ifindex: LO,
-            direction,
-            stat_type,
-        },
-        0,
-    ) {
-        Ok(v) => v.iter().sum(),
-        Err(MapError::KeyNotFound) => 0,
-        Err(e) => panic!("reading tc_device_stats: {e}"),
-    }
+/// The object with the flood guard off, so every IP packet may create a
+/// flow, and all three programs loaded.
+fn load() -> Probes {
+    Probes::load_with(LoadOptions {
+        admit_rate: Some(0),
+        ..Default::default()
+    })
 }
 
 /// (entries, packets, bytes) of the flow table in one direction.
-fn flow_totals(ebpf: &Ebpf, tx: bool) -> (u64, u64, u64) {
+fn flow_totals(p: &Probes, tx: bool) -> (u64, u64, u64) {
     let m: HashMap<&MapData, FlowKey, FlowStats> =
-        HashMap::try_from(ebpf.map(probes::MAP_FLOW_STATS).unwrap()).unwrap();
+        HashMap::try_from(p.map(probes::MAP_FLOW_STATS)).unwrap();
     let (mut n, mut p, mut b) = (0, 0, 0);
     for item in m.iter() {
         let (k, v) = item.expect("iterating flow_stats");
@@ -286,8 +228,8 @@ fn fuzz(prog: Prog) {
     let seed = env_or("NETPROBE_FUZZ_SEED", DEFAULT_SEED)
         .wrapping_add((prog as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let frames = env_or("NETPROBE_FUZZ_FRAMES", DEFAULT_FRAMES);
-    let ebpf = load();
-    let fd = fd(&ebpf, prog);
+    let p = load();
+    let fd = p.fd(prog);
     let mut r = Rng::new(seed);
     let (mut ran, mut ran_bytes, mut short, mut short_l3) = (0u64, 0u64, 0u64, 0u64);
     for n in 0..frames {
@@ -328,7 +270,7 @@ fn fuzz(prog: Prog) {
         }
     }
 
-    let s = stats(&ebpf, prog.hook());
+    let s = p.stats(LO, prog.hook());
     eprintln!(
         "{}: {frames} frames, {ran} ran ({ran_bytes} bytes), refused {short} under 14 bytes and {short_l3} \
          short untagged IPv4/IPv6; flows created {}, misses {:?}, skips {:?}",
@@ -382,7 +324,7 @@ fn fuzz(prog: Prog) {
     assert!(s.tcp_flags.iter().sum::<u64>() <= 3 * (s.l3[0][0].packets + s.l3[1][0].packets));
 
     // The flow table holds every IP packet that is not a flow miss.
-    let (entries, flow_packets, flow_bytes) = flow_totals(&ebpf, prog.is_tx());
+    let (entries, flow_packets, flow_bytes) = flow_totals(&p, prog.is_tx());
     let misses: u64 = s.flow_miss.iter().sum();
     assert_eq!(
         flow_packets + misses,
@@ -396,8 +338,8 @@ fn fuzz(prog: Prog) {
     );
 
     if let Some(dir) = prog.tc_direction() {
-        assert_eq!(tc_device(&ebpf, dir, abi::STAT_PACKETS), ran);
-        assert_eq!(tc_device(&ebpf, dir, abi::STAT_BYTES), ran_bytes);
+        assert_eq!(p.tc_device(LO, dir, abi::STAT_PACKETS), ran);
+        assert_eq!(p.tc_device(LO, dir, abi::STAT_BYTES), ran_bytes);
     }
     assert!(
         short > 0 && ran > frames as u64 / 2,

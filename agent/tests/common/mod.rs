@@ -15,9 +15,9 @@ pub const XDP_PASS: u32 = 2;
 pub const TC_ACT_UNSPEC: u32 = -1i32 as u32;
 
 /// Fails the test unless this process may load BPF programs: CAP_BPF (or
-/// CAP_SYS_ADMIN) and CAP_NET_ADMIN. `what` says what needs them and
-/// `test` names the test binary for the hint.
-pub fn require_privileges(what: &str, test: &str) {
+/// CAP_SYS_ADMIN) and CAP_NET_ADMIN. `what` says what needs them; the hint
+/// names this test binary.
+pub fn require_privileges(what: &str) {
     const CAP_NET_ADMIN: u32 = 12;
     const CAP_SYS_ADMIN: u32 = 21;
     const CAP_BPF: u32 = 39;
@@ -29,6 +29,10 @@ pub fn require_privileges(what: &str, test: &str) {
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         .unwrap_or(0);
     let has = |bit: u32| cap_eff & (1u64 << bit) != 0;
+    // cargo names test binaries NAME-HASH.
+    let exe = std::env::current_exe().unwrap_or_default();
+    let stem = exe.file_stem().and_then(|s| s.to_str()).unwrap_or("NAME");
+    let test = stem.rsplit_once('-').map_or(stem, |(name, _)| name);
     assert!(
         (has(CAP_BPF) || has(CAP_SYS_ADMIN)) && (has(CAP_NET_ADMIN) || has(CAP_SYS_ADMIN)),
         "{what} needs CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN; this process has \

@@ -37,7 +37,7 @@ impl Probes {
     }
 
     pub fn load_with(opts: LoadOptions) -> Probes {
-        super::require_privileges("kernel tests (loading XDP/TC programs, BPF_PROG_TEST_RUN)", "kernel_probes");
+        super::require_privileges("kernel tests (loading XDP/TC programs, BPF_PROG_TEST_RUN)");
         let mut loader = EbpfLoader::new();
         if let Some(rate) = &opts.admit_rate {
             loader.override_global(probes::GLOBAL_FLOW_ADMIT_RATE, rate, true);
