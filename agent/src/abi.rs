@@ -82,6 +82,11 @@ pub mod skip {
     pub const FRAGMENT: usize = 11;
     pub const SHORT_L4: usize = 12;
     pub const BAD_TCP_DOFF: usize = 13;
+
+    /// The reasons that stop before an IP header parsed: such a packet is
+    /// counted in total and here only (not in l3 or non_ip).
+    pub const EARLY: [usize; 7] =
+        [SHORT_ETH, SHORT_VLAN, VLAN_DEPTH, SHORT_IPV4, BAD_IHL, BAD_VERSION, SHORT_IPV6];
 }
 
 #[repr(C)]

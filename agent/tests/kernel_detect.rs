@@ -49,7 +49,10 @@ fn ip4(a: [u8; 4]) -> std::net::IpAddr {
 
 /// Runs `frames` one at a time through XDP; the 1-based index of each
 /// frame after which alerts appeared, with the alerts.
-fn run_watching(p: &mut Probes, frames: impl IntoIterator<Item = Vec<u8>>) -> Vec<(usize, AlertEvent)> {
+fn run_watching(
+    p: &mut Probes,
+    frames: impl IntoIterator<Item = Vec<u8>>,
+) -> Vec<(usize, AlertEvent)> {
     let mut out = Vec::new();
     for (i, f) in frames.into_iter().enumerate() {
         p.run(Prog::Xdp, &f, LO);
@@ -62,10 +65,17 @@ fn run_watching(p: &mut Probes, frames: impl IntoIterator<Item = Vec<u8>>) -> Ve
 fn udp_flood_alerts_once_at_the_threshold() {
     let mut p = load(&[("cfg_udp_flood", Global::U32(50))], None);
     let alerts = run_watching(&mut p, (0..200).map(|_| udp(SRC, DST, 40000, 53)));
-    assert_eq!(alerts.len(), 1, "one alert per key, kind and window: {alerts:?}");
+    assert_eq!(
+        alerts.len(),
+        1,
+        "one alert per key, kind and window: {alerts:?}"
+    );
     let (at, a) = alerts[0];
     assert_eq!(at, 50, "on the packet that reaches the threshold");
-    assert_eq!((a.kind, a.value, a.port, a.proto), (kind::UDP_FLOOD, 50, 53, 17));
+    assert_eq!(
+        (a.kind, a.value, a.port, a.proto),
+        (kind::UDP_FLOOD, 50, 53, 17)
+    );
     assert_eq!((a.src_ip(), a.dst_ip()), (ip4(SRC), ip4(DST)));
     assert_eq!(a.window_ns, 1 << 60);
 }
@@ -81,7 +91,10 @@ fn syn_flood_counts_syns_beyond_completed_handshakes() {
         frames.push(tcp_to_dst(port, tcp::ACK));
         frames.push(tcp_to_dst(port, tcp::ACK | tcp::PSH));
     }
-    assert!(run_watching(&mut p, frames).is_empty(), "completed handshakes are no flood");
+    assert!(
+        run_watching(&mut p, frames).is_empty(),
+        "completed handshakes are no flood"
+    );
 
     // Then SYNs that never complete, each hidden among 50 ACKs of the
     // established flows: the ACKs must not cancel them out.
@@ -106,14 +119,24 @@ fn random_source_flood_feeds_the_detectors_sampled_and_weighted() {
     pin_to_current_cpu();
     let sources = (0..800u32).map(|i| [198, 18, (i >> 8) as u8 + 1, i as u8]);
     let alerts = run_watching(&mut p, sources.map(|s| udp(s, DST, 40000, 53)));
-    let floods: Vec<_> = alerts.iter().filter(|(_, a)| a.kind == kind::UDP_FLOOD).collect();
+    let floods: Vec<_> = alerts
+        .iter()
+        .filter(|(_, a)| a.kind == kind::UDP_FLOOD)
+        .collect();
     assert_eq!(floods.len(), 1, "{alerts:?}");
     let (at, a) = *floods[0];
     // 1 admitted packet, then steps of 4: counts 1, 5, 9, ...
     assert_eq!((a.value - 1) % 4, 0, "weighted samples, value {}", a.value);
     assert!((400..404).contains(&a.value), "value {}", a.value);
-    assert!(at.abs_diff(400) <= 8, "alert after packet {at}, expected near 400");
-    assert!(a.sources >= 32, "random sources fill the source sketch: {} of 64 bits", a.sources);
+    assert!(
+        at.abs_diff(400) <= 8,
+        "alert after packet {at}, expected near 400"
+    );
+    assert!(
+        a.sources >= 32,
+        "random sources fill the source sketch: {} of 64 bits",
+        a.sources
+    );
     assert!(
         alerts.iter().all(|(_, a)| a.kind == kind::UDP_FLOOD),
         "one port, one host: no scan: {alerts:?}"
@@ -130,7 +153,10 @@ fn vertical_and_horizontal_scans_alert_near_their_thresholds() {
     let (at, a) = ports[0];
     assert_eq!((a.kind, a.src_ip()), (kind::SCAN_VERTICAL, ip4(SRC)));
     // Linear counting: 23 bits need at least 23 ports, about 25 on average.
-    assert!((23..=35).contains(&at), "vertical scan seen after {at} ports");
+    assert!(
+        (23..=35).contains(&at),
+        "vertical scan seen after {at} ports"
+    );
     assert_eq!(a.value, 23);
 
     let other = [198, 18, 0, 9];
@@ -141,14 +167,20 @@ fn vertical_and_horizontal_scans_alert_near_their_thresholds() {
     assert_eq!(hosts.len(), 1, "{hosts:?}");
     let (at, a) = hosts[0];
     assert_eq!((a.kind, a.src_ip()), (kind::SCAN_HORIZONTAL, ip4(other)));
-    assert!((15..=24).contains(&at), "horizontal scan seen after {at} hosts");
+    assert!(
+        (15..=24).contains(&at),
+        "horizontal scan seen after {at} hosts"
+    );
     assert_eq!(a.value, 15);
 }
 
 #[test]
 fn detection_off_writes_nothing() {
     let mut p = load(
-        &[("cfg_detect", Global::U32(0)), ("cfg_udp_flood", Global::U32(5))],
+        &[
+            ("cfg_detect", Global::U32(0)),
+            ("cfg_udp_flood", Global::U32(5)),
+        ],
         None,
     );
     let alerts = run_watching(&mut p, (1..=100).map(|port| udp(SRC, DST, 40000, port)));

@@ -294,18 +294,7 @@ fn fuzz(prog: Prog) {
         a.add(c);
         a
     });
-    let early: u64 = [
-        skip::SHORT_ETH,
-        skip::SHORT_VLAN,
-        skip::VLAN_DEPTH,
-        skip::SHORT_IPV4,
-        skip::BAD_IHL,
-        skip::BAD_VERSION,
-        skip::SHORT_IPV6,
-    ]
-    .iter()
-    .map(|&i| s.skip[i])
-    .sum();
+    let early: u64 = skip::EARLY.iter().map(|&r| s.skip[r]).sum();
     assert_eq!(
         ip.packets + s.non_ip.packets + early,
         ran,

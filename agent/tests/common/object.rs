@@ -192,4 +192,3 @@ impl Probes {
         m.get(&0, 0).expect("reading admission_state")[cpu]
     }
 }
-
