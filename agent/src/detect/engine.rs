@@ -79,6 +79,17 @@ enum Target {
     Many,
 }
 
+impl Target {
+    /// As `/status` shows it.
+    fn label(&self) -> String {
+        match self {
+            Target::Addr(ip) => ip.to_string(),
+            Target::Interface(i) => format!("interface:{i}"),
+            Target::Many => "many".into(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key {
     kind: u32,
@@ -220,12 +231,7 @@ impl Engine {
                 a.active = true;
             }
         } else {
-            if self.alerts.len() >= self.cfg.max_alerts.max(1) {
-                self.evict_one();
-            }
-            if let Some(slot) = self.raised.get_mut(kind as usize) {
-                *slot += 1;
-            }
+            self.make_room_for_new(kind);
             let a = Alert {
                 kind: kind_name(kind),
                 source: match (source, spoofed, iface) {
@@ -233,11 +239,7 @@ impl Engine {
                     (None, true, _) => "many".into(),
                     _ => String::new(),
                 },
-                target: match target {
-                    Target::Addr(ip) => ip.to_string(),
-                    Target::Interface(i) => format!("interface:{i}"),
-                    Target::Many => "many".into(),
-                },
+                target: target.label(),
                 port: ev.port,
                 protocol: crate::abi::protocol_name(ev.proto),
                 count: ev.value,
@@ -405,20 +407,11 @@ impl Engine {
                 // Evicted since this window's crossing: not raised again.
                 continue;
             }
-            if self.alerts.len() >= self.cfg.max_alerts.max(1) {
-                self.evict_one();
-            }
-            if let Some(slot) = self.raised.get_mut(kind as usize) {
-                *slot += 1;
-            }
+            self.make_room_for_new(kind);
             let a = Alert {
                 kind: kind_name(kind),
                 source: label.clone(),
-                target: match target {
-                    Target::Addr(ip) => ip.to_string(),
-                    Target::Interface(i) => format!("interface:{i}"),
-                    Target::Many => "many".into(),
-                },
+                target: target.label(),
                 port,
                 protocol: "tcp".into(),
                 count,
@@ -448,6 +441,17 @@ impl Engine {
     /// Connection-detector entries held now (bounded by max_conn_procs).
     pub fn conn_procs(&self) -> usize {
         self.procs.len()
+    }
+
+    /// A new alert of `kind` is coming: evicts one if the list is full and
+    /// counts it as raised.
+    fn make_room_for_new(&mut self, kind: u32) {
+        if self.alerts.len() >= self.cfg.max_alerts.max(1) {
+            self.evict_one();
+        }
+        if let Some(slot) = self.raised.get_mut(kind as usize) {
+            *slot += 1;
+        }
     }
 
     fn evict_one(&mut self) {
