@@ -193,26 +193,20 @@ impl Shared {
         if let Some(h) = accept {
             let _ = h.join();
         }
-        let mut st = lock(&self.state);
+        let st = lock(&self.state);
         for s in &st.slots {
             let _ = s.stream.shutdown(Shutdown::Both);
         }
         self.work.notify_all();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while st.threads > 0 {
-            let now = Instant::now();
-            if now >= deadline {
-                log::warn!(
-                    "HTTP: {} connection threads still running at shutdown",
-                    st.threads
-                );
-                break;
-            }
-            st = self
-                .freed
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        let (st, waited) = self
+            .freed
+            .wait_timeout_while(st, Duration::from_secs(2), |st| st.threads > 0)
+            .unwrap_or_else(|e| e.into_inner());
+        if waited.timed_out() {
+            log::warn!(
+                "HTTP: {} connection threads still running at shutdown",
+                st.threads
+            );
         }
     }
 
@@ -272,19 +266,11 @@ impl Shared {
             return st;
         }
         // Its thread reads EOF at once and frees the slot.
-        let deadline = Instant::now() + EVICT_WAIT;
-        while st.slots.len() >= self.limits.max_connections {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            st = self
-                .freed
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        st
+        let max = self.limits.max_connections;
+        self.freed
+            .wait_timeout_while(st, EVICT_WAIT, |st| st.slots.len() >= max)
+            .unwrap_or_else(|e| e.into_inner())
+            .0
     }
 
     fn spawn_thread(self: &Arc<Self>, st: &mut State) {
