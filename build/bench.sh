@@ -282,18 +282,27 @@ MON_PID=       # its main PID
 MON_NOTE=      # e.g. the XDP mode the agent picked
 
 scrape() { inb curl -fsS --max-time 5 "http://127.0.0.1:$AGENT_PORT$1"; }
+healthy() { scrape /healthz >/dev/null 2>&1; }
+serving() { inb curl -fsS --max-time 2 -o /dev/null "$1" 2>/dev/null; } # serving URL: answers in B
+
+# ready TRIES DELAY CMD...: retries CMD every DELAY seconds, TRIES times or
+# until MON_PID exits, then once more; the status is CMD's.
+ready() {
+	local n=$1 delay=$2 i
+	shift 2
+	for i in $(seq "$n"); do
+		"$@" && return 0
+		alive "$MON_PID" || break
+		sleep "$delay"
+	done
+	"$@"
+}
 
 agent_start() { # agent_start ARGS...: netprobe-agent on B's veth, healthy
 	bg_start "$WORK/agent.log" ip netns exec "$NSB" "${AGENT_BIN:-$AGENT}" --interface-filter "$IFB" \
 		--listen-address 127.0.0.1 --metrics-port "$AGENT_PORT" --pin-path '' --collect-interval 1s "$@"
 	MON_PID=$LAST
-	local i
-	for i in $(seq 100); do
-		scrape /healthz >/dev/null 2>&1 && break
-		alive "$MON_PID" || break
-		sleep 0.1
-	done
-	scrape /healthz >/dev/null 2>&1 || { tail -20 "$WORK/agent.log" >&2; echo "bench: netprobe-agent did not become healthy" >&2; exit 1; }
+	ready 100 0.1 healthy || { tail -20 "$WORK/agent.log" >&2; echo "bench: netprobe-agent did not become healthy" >&2; exit 1; }
 	scrape /status >"$WORK/status.json"
 	MON_NOTE=$(python3 - "$WORK/status.json" "$IFB" <<'EOF'
 import json, sys
@@ -321,13 +330,7 @@ attach_start() { # attach_start OBJECT MODE: empty/naive programs on B's veth
 	: >"$WORK/attach.log"
 	bg_start "$WORK/attach.log" ip netns exec "$NSB" "$BENCH" attach --object "$1" --interface "$IFB" --xdp-mode "$2" --seconds 3600
 	MON_PID=$LAST
-	local i
-	for i in $(seq 100); do
-		grep -q '^attached' "$WORK/attach.log" && break
-		alive "$MON_PID" || break
-		sleep 0.05
-	done
-	grep -q '^attached' "$WORK/attach.log" || { cat "$WORK/attach.log" >&2; echo "bench: attaching $1 ($2) failed" >&2; exit 1; }
+	ready 100 0.05 grep -q '^attached' "$WORK/attach.log" || { cat "$WORK/attach.log" >&2; echo "bench: attaching $1 ($2) failed" >&2; exit 1; }
 	MON_NOTE="xdp=$2, tc"
 }
 
@@ -354,7 +357,7 @@ installed() { # installed MONITOR: its binary is there
 #   off, Prometheus endpoint on loopback (read for its packet count).
 # node_exporter: Debian's defaults (every default collector), loopback.
 peer_start() { # peer_start NAME: start and wait until it is capturing
-	local i d=$WORK/$1
+	local d=$WORK/$1
 	rm -rf "$d"
 	mkdir -p "$d"
 	case $1 in
@@ -362,8 +365,7 @@ peer_start() { # peer_start NAME: start and wait until it is capturing
 		bg_start "$d/log" ip netns exec "$NSB" softflowd -d -i "$IFB" -v 9 -n "127.0.0.1:$NETFLOW_PORT" \
 			-p "$d/pid" -c "$d/ctl"
 		MON_PID=$LAST
-		for i in $(seq 100); do [ -S "$d/ctl" ] && break; alive "$MON_PID" || break; sleep 0.05; done
-		[ -S "$d/ctl" ]
+		ready 100 0.05 test -S "$d/ctl"
 		;;
 	pmacctd)
 		cat >"$d/pmacctd.conf" <<EOF
@@ -377,8 +379,7 @@ EOF
 		bg_start "$d/log" ip netns exec "$NSB" pmacctd -f "$d/pmacctd.conf"
 		MON_PID=$LAST
 		# imt_path is a Unix socket the client queries.
-		for i in $(seq 100); do [ -S "$d/pipe" ] && break; alive "$MON_PID" || break; sleep 0.05; done
-		[ -S "$d/pipe" ]
+		ready 100 0.05 test -S "$d/pipe"
 		;;
 	fastnetmon)
 		echo 198.18.0.0/24 >"$d/networks_list"
@@ -407,22 +408,12 @@ EOF
 		bg_start "$d/log" ip netns exec "$NSB" fastnetmon --configuration_file "$d/fastnetmon.conf" \
 			--disable_pid_logic --log_to_console
 		MON_PID=$LAST
-		for i in $(seq 150); do
-			inb curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$FNM_PORT/metrics" 2>/dev/null && break
-			alive "$MON_PID" || break
-			sleep 0.1
-		done
-		inb curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$FNM_PORT/metrics"
+		ready 150 0.1 serving "http://127.0.0.1:$FNM_PORT/metrics"
 		;;
 	node_exporter)
 		bg_start "$d/log" ip netns exec "$NSB" prometheus-node-exporter --web.listen-address="127.0.0.1:$NE_PORT"
 		MON_PID=$LAST
-		for i in $(seq 100); do
-			inb curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$NE_PORT/metrics" 2>/dev/null && break
-			alive "$MON_PID" || break
-			sleep 0.1
-		done
-		inb curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$NE_PORT/metrics"
+		ready 100 0.1 serving "http://127.0.0.1:$NE_PORT/metrics"
 		;;
 	esac || { tail -20 "$d/log" >&2; echo "bench: $1 did not start" >&2; exit 1; }
 	MON_NOTE=
