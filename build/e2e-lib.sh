@@ -43,6 +43,19 @@ ina() { ip netns exec "$NSA" "$@"; }
 inb() { ip netns exec "$NSB" "$@"; }
 scrape() { ina curl -fsS --max-time 5 "http://127.0.0.1:$PORT$1"; }
 
+# rejects "ARGS" CULPRIT: the agent, given ARGS, exits 2 with a message
+# that names CULPRIT.
+rejects() {
+	local out code=0
+	# shellcheck disable=SC2086
+	out=$(ina "$AGENT" $1 2>&1) || code=$?
+	if [ "$code" -eq 2 ] && grep -q -- "$2" <<<"$out"; then
+		ok "'$1' -> exit 2, names '$2'"
+	else
+		fail "'$1' -> exit $code: $out"
+	fi
+}
+
 setup_net() {
 	ip netns add "$NSA"
 	ip netns add "$NSB"
