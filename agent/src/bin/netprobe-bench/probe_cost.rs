@@ -252,10 +252,15 @@ fn pin_cpu() -> Option<usize> {
     }
 }
 
+/// Unmeasured flood packets before the measured ones: twice the default
+/// admission burst, so the bucket is empty when measuring starts.
+fn flood_warm() -> usize {
+    2 * ProbeConfig::default().flow_admit_burst as usize
+}
+
 fn cases(args: &Args) -> Vec<Case> {
     let n = args.packets as usize;
-    // Twice the default burst: the bucket is empty when measuring starts.
-    let warm = 2 * ProbeConfig::default().flow_admit_burst as usize;
+    let warm = flood_warm();
     let one = tcp_packet([192, 0, 2, 1], [198, 51, 100, 1], 40000, 443);
     let thousand = (0..1000u32)
         .map(|i| {
@@ -339,16 +344,13 @@ pub fn run(args: &Args) -> Result<(), String> {
     if args.summary_only {
         return summary(&cases, &empty, &object, args);
     }
-    let flood_warm = match cases.iter().find(|c| c.name == "flood-udp").map(|c| &c.feed) {
-        Some(Feed::Each { warm, .. }) => *warm,
-        _ => 0,
-    };
     println!(
         "1flow-repeat: one call, repeat {}; per-call cases: {} measured calls, the \
-         mean without the slowest 1% (floods after {flood_warm} unmeasured); minimum \
+         mean without the slowest 1% (floods after {} unmeasured); minimum \
          of {} trials; inserted/refused: new flows during the measured calls, last trial",
         args.repeat,
         args.packets,
+        flood_warm(),
         args.trials.max(1)
     );
     println!();
