@@ -331,6 +331,17 @@ static __always_inline void np_track(struct np_sock_stats *st, const struct sock
 		np_count(st, NP_SOCK_UNTRACKED, 1);
 }
 
+/* What an event takes from the connection's entry: who opened it and when. */
+static __always_inline void np_event_owner(struct np_sock_event *e, const struct np_conn *c)
+{
+	e->direction = c->direction;
+	e->flags = c->flags;
+	e->pid = c->pid;
+	e->start_ns = c->start_ns;
+	e->established_ns = c->established_ns;
+	__builtin_memcpy(e->comm, c->comm, sizeof(e->comm));
+}
+
 static __always_inline void np_emit_closed(struct np_sock_stats *st, const struct sock *sk, const struct tcp_sock *tp,
 					   const struct np_conn *c, __u32 netns, __u8 outcome, __u8 oldstate)
 {
@@ -363,13 +374,8 @@ static __always_inline void np_emit_closed(struct np_sock_stats *st, const struc
 		np_sk_addrs(sk, tp, &e->family, e->laddr, e->raddr, &e->lport, &e->rport);
 	}
 	if (c) {
-		e->direction = c->direction;
-		e->flags = c->flags;
-		e->pid = c->pid;
+		np_event_owner(e, c);
 		e->retrans = c->retrans;
-		e->start_ns = c->start_ns;
-		e->established_ns = c->established_ns;
-		__builtin_memcpy(e->comm, c->comm, sizeof(e->comm));
 	}
 	bpf_ringbuf_submit(e, np_wakeup_flags());
 }
@@ -570,14 +576,8 @@ static __always_inline void np_emit_reset(struct np_sock_stats *st, const struct
 			np_sk_addrs(sk, bpf_skc_to_tcp_sock((void *)sk), &e->family, e->laddr, e->raddr, &e->lport,
 				    &e->rport);
 	}
-	if (c) {
-		e->direction = c->direction;
-		e->flags = c->flags;
-		e->pid = c->pid;
-		e->start_ns = c->start_ns;
-		e->established_ns = c->established_ns;
-		__builtin_memcpy(e->comm, c->comm, sizeof(e->comm));
-	}
+	if (c)
+		np_event_owner(e, c);
 	bpf_ringbuf_submit(e, np_wakeup_flags());
 }
 
