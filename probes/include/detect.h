@@ -606,11 +606,11 @@ static __always_inline void np_detect_ingress(const struct np_parse *p, const st
 	if (!cfg_detect)
 		return;
 	np_det_init(&d, p, k, now, ifindex);
-	d.hsrc = np_addr_hash(k->saddr);
-	d.hdst = np_addr_hash(k->daddr);
 	np_iface_account(&d, len);
 	if (!weight)
 		return;
+	d.hsrc = np_addr_hash(k->saddr);
+	d.hdst = np_addr_hash(k->daddr);
 	np_flood_account(&d, len, weight, handshake);
 	np_closed_account(&d, weight);
 	np_scan_account(&d);
