@@ -28,6 +28,45 @@ done
 # -target bpfel compile does not search.
 multiarch=$("$CLANG" -print-multiarch)
 
+# The probes need no C library: only kernel UAPI headers (linux/, asm/,
+# asm-generic/), libbpf's (bpf/), the compiler's own and the project's.
+# A libc header would tie the build to what a machine happens to have
+# installed (glibc's <gnu/stubs.h> asks for the 32-bit stubs when it sees
+# neither x86_64 nor i386).
+allowed_roots=(
+	"probes/include/" "/usr/include/linux/" "/usr/include/asm-generic/"
+	"/usr/include/$multiarch/asm/" "/usr/include/bpf/" "$("$CLANG" -print-resource-dir)/include/"
+)
+
+# check_includes SRC: fail, naming the header and the chain of includes
+# that pulled it in, if SRC reaches a header outside allowed_roots.
+check_includes() {
+	local src=$1 trace line depth path root ok bad=0
+	local -a chain=("$src")
+	# -H prints each header on stderr, one dot per nesting level. The
+	# preprocessor stops at a missing header, which -H still shows.
+	trace=$("$CLANG" -E -H -target bpfel -mcpu=v3 -I probes/include -idirafter "/usr/include/$multiarch" \
+		"$src" -o /dev/null 2>&1 >/dev/null | grep -E '^\.+ ' || true)
+	while IFS= read -r line; do
+		[ -n "$line" ] || continue
+		depth=${line%%[!.]*}
+		depth=${#depth}
+		path=${line#* }
+		chain=("${chain[@]:0:depth}" "$path")
+		ok=0
+		for root in "${allowed_roots[@]}"; do
+			case "$path" in "$root"* | "./$root"*) ok=1 ;; esac
+		done
+		if [ "$ok" -eq 0 ]; then
+			echo "build/probes.sh: $src includes $path, which is not a kernel UAPI, libbpf or project header:" >&2
+			printf '    %s\n' "${chain[@]}" >&2
+			bad=1
+			break
+		fi
+	done <<<"$trace"
+	return "$bad"
+}
+
 compile() { # compile SRC OUT
 	"$CLANG" -O2 -g -target bpfel -mcpu=v3 -Wall -Werror \
 		-I probes/include -idirafter "/usr/include/$multiarch" \
@@ -42,6 +81,13 @@ if [ ${#sources[@]} -eq 0 ]; then
 	echo "build/probes.sh: no probes/*.bpf.c" >&2
 	exit 2
 fi
+
+for src in "${sources[@]}"; do
+	check_includes "$src" || {
+		echo "build/probes.sh: take what the probe needs from a header that does not reach into the C library (write the struct out in probes/include, or use vmlinux.h)" >&2
+		exit 1
+	}
+done
 
 case "${1:-}" in
 "")

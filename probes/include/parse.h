@@ -19,8 +19,6 @@
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
-#include <linux/icmp.h>
-#include <linux/icmpv6.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -50,6 +48,16 @@ struct np_frag_hdr {
 	__u8 reserved;
 	__be16 frag_off;
 	__be32 identification;
+};
+
+/* First 8 bytes of an ICMP or ICMPv6 header: the same layout in both.
+ * Written out because <linux/icmp.h> includes <linux/if.h>, which pulls in
+ * the C library's <sys/socket.h>; the probes build without a libc. */
+struct np_icmphdr {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be32 rest;
 };
 
 /* What the parser learnt besides the flow key. */
@@ -117,8 +125,8 @@ static __always_inline __u32 np_parse_l4(void *l4, void *data_end,
 	}
 	case NP_L4_ICMP:
 	case NP_L4_ICMPV6: {
-		/* struct icmphdr and struct icmp6hdr are both 8 bytes */
-		struct icmphdr *ih = l4;
+		/* ICMP and ICMPv6 share the first 8 bytes' layout */
+		struct np_icmphdr *ih = l4;
 
 		if ((void *)(ih + 1) > data_end)
 			return NP_SKIP_SHORT_L4;
