@@ -85,8 +85,15 @@ pub mod skip {
 
     /// The reasons that stop before an IP header parsed: such a packet is
     /// counted in total and here only (not in l3 or non_ip).
-    pub const EARLY: [usize; 7] =
-        [SHORT_ETH, SHORT_VLAN, VLAN_DEPTH, SHORT_IPV4, BAD_IHL, BAD_VERSION, SHORT_IPV6];
+    pub const EARLY: [usize; 7] = [
+        SHORT_ETH,
+        SHORT_VLAN,
+        VLAN_DEPTH,
+        SHORT_IPV4,
+        BAD_IHL,
+        BAD_VERSION,
+        SHORT_IPV6,
+    ];
 }
 
 #[repr(C)]
@@ -568,9 +575,17 @@ pub mod detect {
             };
             let mut addr = [0u32; 4];
             for (i, w) in addr.iter_mut().enumerate() {
-                *w = u32::from_ne_bytes([bytes[i * 4], bytes[i * 4 + 1], bytes[i * 4 + 2], bytes[i * 4 + 3]]);
+                *w = u32::from_ne_bytes([
+                    bytes[i * 4],
+                    bytes[i * 4 + 1],
+                    bytes[i * 4 + 2],
+                    bytes[i * 4 + 3],
+                ]);
             }
-            LpmKey { prefixlen: plen, addr }
+            LpmKey {
+                prefixlen: plen,
+                addr,
+            }
         }
     }
 

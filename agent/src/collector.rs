@@ -12,9 +12,8 @@ use crate::abi::{Counter, FlowKey, FlowStats, Hook, FAMILY_IPV4};
 use crate::config::InterfaceFilter;
 use crate::manager::{Error, Manager};
 use crate::snapshot::{
-    ChangeCounters, CollectionInfo, EventCounters, FlowEntry, FlowTable, HookInfo, InterfaceChange, InterfaceSnapshot, MapFill,
-    Published,
-    Rates, Rendered, Snapshot,
+    ChangeCounters, CollectionInfo, EventCounters, FlowEntry, FlowTable, HookInfo, InterfaceChange,
+    InterfaceSnapshot, MapFill, Published, Rates, Rendered, Snapshot,
 };
 use crate::{metrics, netif, probes, rates};
 
@@ -157,17 +156,31 @@ impl Collector {
                 return Vec::new();
             }
         };
-        let index: HashMap<&str, u32> = present.iter().map(|i| (i.name.as_str(), i.ifindex)).collect();
-        let before: HashMap<String, u32> =
-            self.manager.attached().iter().map(|(n, a)| (n.clone(), a.ifindex)).collect();
-        for gone in self.manager.forget_vanished(&|n, ifx| index.get(n) == Some(&ifx)) {
+        let index: HashMap<&str, u32> = present
+            .iter()
+            .map(|i| (i.name.as_str(), i.ifindex))
+            .collect();
+        let before: HashMap<String, u32> = self
+            .manager
+            .attached()
+            .iter()
+            .map(|(n, a)| (n.clone(), a.ifindex))
+            .collect();
+        for gone in self
+            .manager
+            .forget_vanished(&|n, ifx| index.get(n) == Some(&ifx))
+        {
             self.previous.remove(&gone);
             let ifindex = before.get(&gone).copied().unwrap_or(0);
             self.record_change(&gone, ifindex, "vanished", None);
         }
-        self.refused.retain(|(n, ifx)| index.get(n.as_str()) == Some(ifx));
+        self.refused
+            .retain(|(n, ifx)| index.get(n.as_str()) == Some(ifx));
         let mut failures = Vec::new();
-        let wanted: Vec<&netif::Interface> = present.iter().filter(|i| self.config.selection.wants(i)).collect();
+        let wanted: Vec<&netif::Interface> = present
+            .iter()
+            .filter(|i| self.config.selection.wants(i))
+            .collect();
         for i in wanted {
             let key = (i.name.clone(), i.ifindex);
             if self.manager.attached().contains_key(&i.name) || self.refused.contains(&key) {
@@ -185,7 +198,13 @@ impl Collector {
         failures
     }
 
-    fn record_change(&mut self, interface: &str, ifindex: u32, change: &'static str, error: Option<String>) {
+    fn record_change(
+        &mut self,
+        interface: &str,
+        ifindex: u32,
+        change: &'static str,
+        error: Option<String>,
+    ) {
         match change {
             "attached" => self.change_totals.attached += 1,
             "vanished" => self.change_totals.vanished += 1,
@@ -195,7 +214,13 @@ impl Collector {
             self.changes.pop_front();
         }
         let at = unix_seconds(SystemTime::now());
-        self.changes.push_back(InterfaceChange { at, interface: interface.to_string(), ifindex, change, error });
+        self.changes.push_back(InterfaceChange {
+            at,
+            interface: interface.to_string(),
+            ifindex,
+            change,
+            error,
+        });
     }
 
     /// Reads the maps once, publishes the snapshot and returns it.
@@ -228,7 +253,11 @@ impl Collector {
     fn publish(&self, snapshot: Snapshot) {
         let metrics = metrics::render(&snapshot);
         let status = serde_json::to_string_pretty(&snapshot).unwrap_or_default();
-        self.published.store(Rendered { snapshot, metrics, status });
+        self.published.store(Rendered {
+            snapshot,
+            metrics,
+            status,
+        });
     }
 
     fn read(&mut self) -> Result<Snapshot, Error> {
@@ -264,7 +293,12 @@ impl Collector {
                 hooks: att
                     .hooks
                     .iter()
-                    .map(|h| HookInfo { hook: h.hook.name(), mode: h.mode, method: h.method, program_id: h.program_id })
+                    .map(|h| HookInfo {
+                        hook: h.hook.name(),
+                        mode: h.mode,
+                        method: h.method,
+                        program_id: h.program_id,
+                    })
                     .collect(),
                 rx_source: st.rx_source.name(),
                 rx,
@@ -295,16 +329,37 @@ impl Collector {
             },
             interfaces,
             maps: vec![
-                MapFill { name: probes::MAP_PACKET_STATS, entries: stats_entries, capacity: caps.packet_stats.into() },
-                MapFill { name: probes::MAP_FLOW_STATS, entries: flow_entries, capacity: caps.flow_stats.into() },
-                MapFill { name: probes::MAP_TC_DEVICE_STATS, entries: tc_entries, capacity: caps.tc_device_stats.into() },
+                MapFill {
+                    name: probes::MAP_PACKET_STATS,
+                    entries: stats_entries,
+                    capacity: caps.packet_stats.into(),
+                },
+                MapFill {
+                    name: probes::MAP_FLOW_STATS,
+                    entries: flow_entries,
+                    capacity: caps.flow_stats.into(),
+                },
+                MapFill {
+                    name: probes::MAP_TC_DEVICE_STATS,
+                    entries: tc_entries,
+                    capacity: caps.tc_device_stats.into(),
+                },
                 MapFill {
                     name: probes::MAP_IFACE_CONFIG,
-                    entries: self.manager.attached().values().filter(|a| a.hooks.iter().any(|h| h.hook == Hook::Xdp)).count() as u64,
+                    entries: self
+                        .manager
+                        .attached()
+                        .values()
+                        .filter(|a| a.hooks.iter().any(|h| h.hook == Hook::Xdp))
+                        .count() as u64,
                     capacity: caps.iface_config.into(),
                 },
             ],
-            flow_table: FlowTable { entries: flow_entries, capacity: caps.flow_stats.into(), top },
+            flow_table: FlowTable {
+                entries: flow_entries,
+                capacity: caps.flow_stats.into(),
+                top,
+            },
             events: self.events.clone(),
             interface_changes: self.changes.iter().cloned().collect(),
             interface_changes_total: self.change_totals,
@@ -318,7 +373,10 @@ impl Collector {
         self.events.received_total += 1;
         if ev.kind == crate::abi::EVENT_FLOW_ADMISSION_LIMITED {
             self.events.flow_admission_limited_total += 1;
-            debug!("flow admission limited on a CPU: {} packets without a new flow entry", ev.value);
+            debug!(
+                "flow admission limited on a CPU: {} packets without a new flow entry",
+                ev.value
+            );
         }
     }
 
@@ -326,17 +384,23 @@ impl Collector {
     /// between collections, handle ring-buffer events as they arrive and
     /// resync interfaces as soon as netlink reports a link change.
     pub async fn run(&mut self) {
-        let mut events = self.manager.take_events().and_then(|rb| match smol::Async::new(rb) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                warn!("probe events disabled: cannot poll the ring buffer: {e}");
-                None
-            }
-        });
+        let mut events = self
+            .manager
+            .take_events()
+            .and_then(|rb| match smol::Async::new(rb) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    warn!("probe events disabled: cannot poll the ring buffer: {e}");
+                    None
+                }
+            });
         let mut links = match crate::linkwatch::LinkWatcher::new().and_then(smol::Async::new) {
             Ok(w) => Some(w),
             Err(e) => {
-                warn!("no netlink link notifications ({e}): new interfaces are found every {:?}", self.config.interval);
+                warn!(
+                    "no netlink link notifications ({e}): new interfaces are found every {:?}",
+                    self.config.interval
+                );
                 None
             }
         };
@@ -356,7 +420,10 @@ impl Collector {
             self.sync_and_report();
             // The socket probes wake the agent only when their ring fills
             // up: take what came since, so the snapshot includes it.
-            if let (Some(r), Some(p)) = (sock_ring.as_mut(), self.sockets.as_mut().and_then(|s| s.probes_mut())) {
+            if let (Some(r), Some(p)) = (
+                sock_ring.as_mut(),
+                self.sockets.as_mut().and_then(|s| s.probes_mut()),
+            ) {
                 // SAFETY: the ring buffer is only read here; its fd stays open.
                 p.drain(unsafe { r.get_mut() });
             }
@@ -388,7 +455,8 @@ impl Collector {
                         None => smol::future::pending().await,
                     }
                 };
-                match smol::future::or(timer, smol::future::or(ev, smol::future::or(ln, sk))).await {
+                match smol::future::or(timer, smol::future::or(ev, smol::future::or(ln, sk))).await
+                {
                     Wake::Timer => break,
                     Wake::Events(Ok(())) => {
                         if let Some(ev) = events.as_mut() {
@@ -400,7 +468,9 @@ impl Collector {
                         events = None;
                     }
                     Wake::Links(Ok(())) => {
-                        if links.as_ref().is_some_and(|l| l.get_ref().drain() > 0) && self.sync_and_report() {
+                        if links.as_ref().is_some_and(|l| l.get_ref().drain() > 0)
+                            && self.sync_and_report()
+                        {
                             // Publish at once so /metrics follows the change.
                             if let Err(e) = self.collect_once() {
                                 warn!("collection failed: {e}");
@@ -412,9 +482,10 @@ impl Collector {
                         links = None;
                     }
                     Wake::Sockets(Ok(())) => {
-                        if let (Some(r), Some(p)) =
-                            (sock_ring.as_mut(), self.sockets.as_mut().and_then(|s| s.probes_mut()))
-                        {
+                        if let (Some(r), Some(p)) = (
+                            sock_ring.as_mut(),
+                            self.sockets.as_mut().and_then(|s| s.probes_mut()),
+                        ) {
                             // SAFETY: the ring buffer is only read here; its fd stays open.
                             p.drain(unsafe { r.get_mut() });
                         }
@@ -431,13 +502,21 @@ impl Collector {
 
     /// Syncs interfaces and logs attach failures; true if anything changed.
     fn sync_and_report(&mut self) -> bool {
-        let before: Vec<(String, u32)> =
-            self.manager.attached().iter().map(|(n, a)| (n.clone(), a.ifindex)).collect();
+        let before: Vec<(String, u32)> = self
+            .manager
+            .attached()
+            .iter()
+            .map(|(n, a)| (n.clone(), a.ifindex))
+            .collect();
         for (name, e) in self.sync_interfaces() {
             warn!("not watching {name}: {e}");
         }
-        let after: Vec<(String, u32)> =
-            self.manager.attached().iter().map(|(n, a)| (n.clone(), a.ifindex)).collect();
+        let after: Vec<(String, u32)> = self
+            .manager
+            .attached()
+            .iter()
+            .map(|(n, a)| (n.clone(), a.ifindex))
+            .collect();
         before != after
     }
 
@@ -485,13 +564,24 @@ pub fn top_flows(
         idx.select_nth_unstable_by(n, |&a, &b| bytes(b).cmp(&bytes(a)));
         idx.truncate(n);
     }
-    idx.sort_by(|&a, &b| bytes(b).cmp(&bytes(a)).then(flows[a].0.sport.cmp(&flows[b].0.sport)));
+    idx.sort_by(|&a, &b| {
+        bytes(b)
+            .cmp(&bytes(a))
+            .then(flows[a].0.sport.cmp(&flows[b].0.sport))
+    });
     idx.into_iter()
         .map(|i| {
             let (k, v) = &flows[i];
             FlowEntry {
-                interface: names.get(&k.ifindex).cloned().unwrap_or_else(|| format!("ifindex{}", k.ifindex)),
-                family: if k.family == FAMILY_IPV4 { "ipv4" } else { "ipv6" },
+                interface: names
+                    .get(&k.ifindex)
+                    .cloned()
+                    .unwrap_or_else(|| format!("ifindex{}", k.ifindex)),
+                family: if k.family == FAMILY_IPV4 {
+                    "ipv4"
+                } else {
+                    "ipv6"
+                },
                 protocol: crate::abi::protocol_name(k.proto),
                 src: k.src_ip().to_string(),
                 src_port: k.sport,
@@ -509,12 +599,17 @@ pub fn top_flows(
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 /// CLOCK_BOOTTIME in ns: the clock of bpf_ktime_get_boot_ns().
 pub fn boottime_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer; CLOCK_BOOTTIME exists on every supported kernel.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -525,12 +620,24 @@ mod tests {
     use super::*;
 
     fn flow(sport: u16, rx: u64, tx: u64) -> (FlowKey, FlowStats) {
-        let mut k = FlowKey { ifindex: 2, sport, dport: 80, proto: 6, ..Default::default() };
+        let mut k = FlowKey {
+            ifindex: 2,
+            sport,
+            dport: 80,
+            proto: 6,
+            ..Default::default()
+        };
         k.saddr[0] = u32::from_ne_bytes([198, 18, 0, 1]);
         k.daddr[0] = u32::from_ne_bytes([198, 18, 0, 2]);
         let v = FlowStats {
-            rx: Counter { packets: 1, bytes: rx },
-            tx: Counter { packets: 1, bytes: tx },
+            rx: Counter {
+                packets: 1,
+                bytes: rx,
+            },
+            tx: Counter {
+                packets: 1,
+                bytes: tx,
+            },
             first_seen_ns: 1_000_000_000,
             last_seen_ns: 3_000_000_000,
             ..Default::default()
@@ -540,11 +647,16 @@ mod tests {
 
     #[test]
     fn top_flows_are_busiest_first_and_bounded() {
-        let flows: Vec<_> = (0..100u16).map(|i| flow(1000 + i, i as u64 * 10, 5)).collect();
+        let flows: Vec<_> = (0..100u16)
+            .map(|i| flow(1000 + i, i as u64 * 10, 5))
+            .collect();
         let names = HashMap::from([(2, "veth0".to_string())]);
         let top = top_flows(&flows, 3, 4_000_000_000, &names);
         assert_eq!(top.len(), 3);
-        assert_eq!(top.iter().map(|f| f.src_port).collect::<Vec<_>>(), [1099, 1098, 1097]);
+        assert_eq!(
+            top.iter().map(|f| f.src_port).collect::<Vec<_>>(),
+            [1099, 1098, 1097]
+        );
         assert_eq!(top[0].src, "198.18.0.1");
         assert_eq!(top[0].dst, "198.18.0.2");
         assert_eq!(top[0].interface, "veth0");
@@ -557,9 +669,24 @@ mod tests {
 
     #[test]
     fn selection() {
-        let up = netif::Interface { name: "eth0".into(), ifindex: 2, up: true, loopback: false };
-        let lo = netif::Interface { name: "lo".into(), ifindex: 1, up: true, loopback: true };
-        let down = netif::Interface { name: "eth1".into(), ifindex: 3, up: false, loopback: false };
+        let up = netif::Interface {
+            name: "eth0".into(),
+            ifindex: 2,
+            up: true,
+            loopback: false,
+        };
+        let lo = netif::Interface {
+            name: "lo".into(),
+            ifindex: 1,
+            up: true,
+            loopback: true,
+        };
+        let down = netif::Interface {
+            name: "eth1".into(),
+            ifindex: 3,
+            up: false,
+            loopback: false,
+        };
         assert!(Selection::AllUp.wants(&up));
         assert!(!Selection::AllUp.wants(&lo));
         assert!(!Selection::AllUp.wants(&down));

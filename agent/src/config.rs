@@ -23,7 +23,11 @@ pub struct Args {
     pub listen_address: IpAddr,
 
     /// how often the maps are read, e.g. 500ms, 5s, 1m (default 5s; 100ms to 1h)
-    #[argh(option, default = "Duration::from_secs(5)", from_str_fn(parse_interval))]
+    #[argh(
+        option,
+        default = "Duration::from_secs(5)",
+        from_str_fn(parse_interval)
+    )]
     pub collect_interval: Duration,
 
     /// comma-separated interface names or globs (ppp*, wlan?); default: the
@@ -57,7 +61,11 @@ pub struct Args {
     pub flow_admit_burst: u64,
 
     /// flows idle this long are removed from the flow table (default 5m)
-    #[argh(option, default = "Duration::from_secs(300)", from_str_fn(parse_duration))]
+    #[argh(
+        option,
+        default = "Duration::from_secs(300)",
+        from_str_fn(parse_duration)
+    )]
     pub flow_idle_timeout: Duration,
 
     /// size of the probe-to-agent event ring buffer in bytes, a power of two,
@@ -97,7 +105,11 @@ pub struct Args {
 
     /// time an HTTP client has to send its whole request head, and to take
     /// the response (default 5s; 100ms to 5m)
-    #[argh(option, default = "Duration::from_secs(5)", from_str_fn(parse_http_timeout))]
+    #[argh(
+        option,
+        default = "Duration::from_secs(5)",
+        from_str_fn(parse_http_timeout)
+    )]
     pub http_timeout: Duration,
 
     /// largest HTTP request head in bytes; larger ones get 431 (default
@@ -116,7 +128,10 @@ pub struct Args {
 
     /// bpffs directory where maps and links are pinned so counting goes on
     /// across restarts (default /sys/fs/bpf/netprobe; '' disables pinning)
-    #[argh(option, default = "std::path::PathBuf::from(crate::pins::DEFAULT_PIN_PATH)")]
+    #[argh(
+        option,
+        default = "std::path::PathBuf::from(crate::pins::DEFAULT_PIN_PATH)"
+    )]
     pub pin_path: std::path::PathBuf,
 
     /// on SIGTERM/SIGINT leave the probes attached and pinned, so the next
@@ -135,7 +150,11 @@ pub struct Args {
     pub no_detect: bool,
 
     /// window of the scan detectors (default 2s; 10ms to 1m)
-    #[argh(option, default = "Duration::from_secs(2)", from_str_fn(crate::detect::parse_window))]
+    #[argh(
+        option,
+        default = "Duration::from_secs(2)",
+        from_str_fn(crate::detect::parse_window)
+    )]
     pub scan_window: Duration,
 
     /// distinct destination ports from one source within --scan-window that
@@ -149,7 +168,11 @@ pub struct Args {
     pub scan_hosts: u32,
 
     /// window of the flood detectors (default 100ms; 10ms to 1m)
-    #[argh(option, default = "Duration::from_millis(100)", from_str_fn(crate::detect::parse_window))]
+    #[argh(
+        option,
+        default = "Duration::from_millis(100)",
+        from_str_fn(crate::detect::parse_window)
+    )]
     pub flood_window: Duration,
 
     /// SYNs per second toward one destination beyond its completed
@@ -206,11 +229,19 @@ pub struct Args {
     pub mitigate: crate::detect::Mitigate,
 
     /// how long a detected source stays blocked (default 60s)
-    #[argh(option, default = "Duration::from_secs(60)", from_str_fn(parse_duration))]
+    #[argh(
+        option,
+        default = "Duration::from_secs(60)",
+        from_str_fn(parse_duration)
+    )]
     pub block_duration: Duration,
 
     /// an alert stays active this long after its last threshold crossing (default 10s)
-    #[argh(option, default = "Duration::from_secs(10)", from_str_fn(parse_duration))]
+    #[argh(
+        option,
+        default = "Duration::from_secs(10)",
+        from_str_fn(parse_duration)
+    )]
     pub alert_hold: Duration,
 
     /// alerts the agent remembers, active and recent (default 256; 1 to 100000)
@@ -218,23 +249,39 @@ pub struct Args {
     pub max_alerts: usize,
 
     /// sources blocked at once (default 4096; 1 to 1048576)
-    #[argh(option, default = "4096", from_str_fn(crate::detect::parse_max_blocked))]
+    #[argh(
+        option,
+        default = "4096",
+        from_str_fn(crate::detect::parse_max_blocked)
+    )]
     pub max_blocked: u32,
 
     /// window of the connection detectors, conn_failures and reset_peers (default 10s; 10ms to 1m)
-    #[argh(option, default = "Duration::from_secs(10)", from_str_fn(crate::detect::parse_window))]
+    #[argh(
+        option,
+        default = "Duration::from_secs(10)",
+        from_str_fn(crate::detect::parse_window)
+    )]
     pub conn_window: Duration,
 
     /// failed outbound connections (refused, timed out, reset in the
     /// handshake) from one process within --conn-window that raise a
     /// conn_failures alert (default 20; 0 = off)
-    #[argh(option, default = "20", from_str_fn(crate::detect::parse_conn_fail_threshold))]
+    #[argh(
+        option,
+        default = "20",
+        from_str_fn(crate::detect::parse_conn_fail_threshold)
+    )]
     pub conn_fail_threshold: u32,
 
     /// distinct peers of TCP resets (sent or received) from one process, or
     /// one local address, within --conn-window that raise a reset_peers
     /// alert (default 10; 0 = off; at most 1024)
-    #[argh(option, default = "10", from_str_fn(crate::detect::parse_reset_peers_threshold))]
+    #[argh(
+        option,
+        default = "10",
+        from_str_fn(crate::detect::parse_reset_peers_threshold)
+    )]
     pub reset_peers_threshold: u32,
 
     /// per-source scan sketches in the kernel, a power of two (default 8192, 88 B each)
@@ -255,7 +302,9 @@ impl Args {
     pub fn interface_filter(&self) -> Result<Option<InterfaceFilter>, String> {
         let raw = match &self.interface_filter {
             Some(s) => Some(s.clone()),
-            None => std::env::var(INTERFACE_ENV).ok().filter(|s| !s.trim().is_empty()),
+            None => std::env::var(INTERFACE_ENV)
+                .ok()
+                .filter(|s| !s.trim().is_empty()),
         };
         raw.map(|s| InterfaceFilter::parse(&s)).transpose()
     }
@@ -279,7 +328,9 @@ impl std::str::FromStr for XdpMode {
             "native" | "driver" => Ok(XdpMode::Native),
             "generic" | "skb" => Ok(XdpMode::Generic),
             "off" => Ok(XdpMode::Off),
-            _ => Err(format!("unknown XDP mode '{s}': expected auto, native, generic or off")),
+            _ => Err(format!(
+                "unknown XDP mode '{s}': expected auto, native, generic or off"
+            )),
         }
     }
 }
@@ -304,15 +355,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("duration '{s}' has no unit: write e.g. 500ms, 5s, 1m or 1h"))?;
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!("duration '{s}' does not start with a number: write e.g. 5s"));
+        return Err(format!(
+            "duration '{s}' does not start with a number: write e.g. 5s"
+        ));
     }
-    let value: f64 = num.parse().map_err(|_| format!("duration '{s}': '{num}' is not a number"))?;
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("duration '{s}': '{num}' is not a number"))?;
     let scale = match unit {
         "ms" => 1e-3,
         "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
-        _ => return Err(format!("duration '{s}': unknown unit '{unit}' (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "duration '{s}': unknown unit '{unit}' (use ms, s, m or h)"
+            ))
+        }
     };
     let secs = value * scale;
     if !secs.is_finite() || secs > 7.0 * 86400.0 {
@@ -324,7 +383,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
-        return Err(format!("collect interval '{s}' is out of range (100ms to 1h)"));
+        return Err(format!(
+            "collect interval '{s}' is out of range (100ms to 1h)"
+        ));
     }
     Ok(d)
 }
@@ -333,7 +394,10 @@ fn parse_in_range<T>(what: &str, s: &str, lo: T, hi: T) -> Result<T, String>
 where
     T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
 {
-    let v: T = s.trim().parse().map_err(|_| format!("{what} '{s}' is not a whole number"))?;
+    let v: T = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{what} '{s}' is not a whole number"))?;
     if v < lo || v > hi {
         return Err(format!("{what} {v} is out of range ({lo} to {hi})"));
     }
@@ -387,7 +451,9 @@ fn parse_top_connections(s: &str) -> Result<usize, String> {
 fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
     let v: u32 = parse_in_range("ring buffer size", s, 4096, 1 << 30)?;
     if !v.is_power_of_two() {
-        return Err(format!("ring buffer size {v} is not a power of two (e.g. 262144)"));
+        return Err(format!(
+            "ring buffer size {v} is not a power of two (e.g. 262144)"
+        ));
     }
     Ok(v)
 }
@@ -411,8 +477,12 @@ impl InterfaceFilter {
             if p.len() > 15 {
                 return Err(format!("interface name '{p}' is longer than 15 bytes"));
             }
-            if p.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()) {
-                return Err(format!("interface name '{p}' has a character not allowed in names"));
+            if p.chars()
+                .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+            {
+                return Err(format!(
+                    "interface name '{p}' has a character not allowed in names"
+                ));
             }
             if !patterns.iter().any(|q| q == p) {
                 patterns.push(p.to_string());
@@ -427,12 +497,17 @@ impl InterfaceFilter {
 
     /// Whether `name` matches any entry.
     pub fn matches(&self, name: &str) -> bool {
-        self.patterns.iter().any(|p| glob_match(p.as_bytes(), name.as_bytes()))
+        self.patterns
+            .iter()
+            .any(|p| glob_match(p.as_bytes(), name.as_bytes()))
     }
 
     /// Entries without glob characters: these must exist at start.
     pub fn exact_names(&self) -> impl Iterator<Item = &str> {
-        self.patterns.iter().map(String::as_str).filter(|p| !p.contains(['*', '?']))
+        self.patterns
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !p.contains(['*', '?']))
     }
 }
 
@@ -474,7 +549,18 @@ mod tests {
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        for bad in ["5", "", "s", "5x", "-5s", "5 s", "1e3s", "..s", "99999999h", "5sec"] {
+        for bad in [
+            "5",
+            "",
+            "s",
+            "5x",
+            "-5s",
+            "5 s",
+            "1e3s",
+            "..s",
+            "99999999h",
+            "5sec",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad} accepted");
         }
         assert!(parse_duration("5").unwrap_err().contains("no unit"));
@@ -500,8 +586,15 @@ mod tests {
 
     #[test]
     fn flags_parse_and_reject() {
-        let a = args(&["--collect-interval", "500ms", "--xdp-mode", "generic", "--max-flows", "1024"])
-            .unwrap();
+        let a = args(&[
+            "--collect-interval",
+            "500ms",
+            "--xdp-mode",
+            "generic",
+            "--max-flows",
+            "1024",
+        ])
+        .unwrap();
         assert_eq!(a.collect_interval, Duration::from_millis(500));
         assert_eq!(a.xdp_mode, XdpMode::Generic);
         assert_eq!(a.max_flows, 1024);

@@ -24,7 +24,8 @@ impl KernelVersion {
     /// The running kernel; 0.0 when it cannot be read, so that every
     /// feature check falls back to the oldest method.
     pub fn current() -> KernelVersion {
-        KernelVersion::parse(&crate::netif::kernel_release()).unwrap_or(KernelVersion { major: 0, minor: 0 })
+        KernelVersion::parse(&crate::netif::kernel_release())
+            .unwrap_or(KernelVersion { major: 0, minor: 0 })
     }
 
     pub fn at_least(&self, major: u32, minor: u32) -> bool {
@@ -44,9 +45,21 @@ mod tests {
 
     #[test]
     fn parses_releases() {
-        assert_eq!(KernelVersion::parse("6.1.0-27-arm64"), Some(KernelVersion { major: 6, minor: 1 }));
-        assert_eq!(KernelVersion::parse("6.18.44-fc-v782"), Some(KernelVersion { major: 6, minor: 18 }));
-        assert_eq!(KernelVersion::parse("5.8"), Some(KernelVersion { major: 5, minor: 8 }));
+        assert_eq!(
+            KernelVersion::parse("6.1.0-27-arm64"),
+            Some(KernelVersion { major: 6, minor: 1 })
+        );
+        assert_eq!(
+            KernelVersion::parse("6.18.44-fc-v782"),
+            Some(KernelVersion {
+                major: 6,
+                minor: 18
+            })
+        );
+        assert_eq!(
+            KernelVersion::parse("5.8"),
+            Some(KernelVersion { major: 5, minor: 8 })
+        );
         assert_eq!(KernelVersion::parse("garbage"), None);
         let v = KernelVersion::parse("5.10.0").unwrap();
         assert!(v.at_least(5, 9) && v.at_least(5, 10) && !v.at_least(6, 6));

@@ -50,7 +50,8 @@ impl LinkWatcher {
         let mut n = 0;
         loop {
             // SAFETY: valid buffer and length; non-blocking socket.
-            let r = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let r =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if r > 0 {
                 n += 1;
                 continue;

@@ -20,11 +20,17 @@ impl Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = ip.trim().parse().map_err(|_| format!("'{s}' is not an IPv4 or IPv6 address"))?;
+        let addr: IpAddr = ip
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}' is not an IPv4 or IPv6 address"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             Some(p) => {
-                let n: u8 = p.trim().parse().map_err(|_| format!("'{s}': prefix length '{p}' is not a number"))?;
+                let n: u8 = p
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("'{s}': prefix length '{p}' is not a number"))?;
                 if n > max {
                     return Err(format!("'{s}': prefix length {n} is more than {max}"));
                 }
@@ -32,12 +38,17 @@ impl Cidr {
             }
             None => max,
         };
-        Ok(Cidr { addr: mask(addr, prefix), prefix })
+        Ok(Cidr {
+            addr: mask(addr, prefix),
+            prefix,
+        })
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
-            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => mask(ip, self.prefix) == self.addr,
+            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
+                mask(ip, self.prefix) == self.addr
+            }
             _ => false,
         }
     }
@@ -52,11 +63,19 @@ impl std::fmt::Display for Cidr {
 fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(a) => {
-            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
             IpAddr::from((u32::from(a) & m).to_be_bytes())
         }
         IpAddr::V6(a) => {
-            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
             IpAddr::from((u128::from(a) & m).to_be_bytes())
         }
     }
@@ -82,10 +101,15 @@ pub fn parse(text: &str) -> Result<Vec<Cidr>, String> {
 
 /// Reads and parses a list file; errors name the file and line.
 pub fn load(path: &Path, max: usize) -> Result<Vec<Cidr>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     let list = parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     if list.len() > max {
-        return Err(format!("{}: {} entries, more than the {max} the kernel trie holds", path.display(), list.len()));
+        return Err(format!(
+            "{}: {} entries, more than the {max} the kernel trie holds",
+            path.display(),
+            list.len()
+        ));
     }
     Ok(list)
 }
@@ -101,18 +125,36 @@ mod tests {
 
     #[test]
     fn parses_addresses_cidrs_and_comments() {
-        let l = parse("# header\n198.18.0.0/15\n  2001:db8::/32  # doc\n\n203.0.113.7\n::1\n10.1.2.3/8\n").unwrap();
+        let l = parse(
+            "# header\n198.18.0.0/15\n  2001:db8::/32  # doc\n\n203.0.113.7\n::1\n10.1.2.3/8\n",
+        )
+        .unwrap();
         let s: Vec<String> = l.iter().map(|c| c.to_string()).collect();
-        assert_eq!(s, ["198.18.0.0/15", "2001:db8::/32", "203.0.113.7/32", "::1/128", "10.0.0.0/8"]);
+        assert_eq!(
+            s,
+            [
+                "198.18.0.0/15",
+                "2001:db8::/32",
+                "203.0.113.7/32",
+                "::1/128",
+                "10.0.0.0/8"
+            ]
+        );
         assert!(contains(&l, "198.19.255.1".parse().unwrap()));
         assert!(!contains(&l, "198.20.0.1".parse().unwrap()));
         assert!(contains(&l, "2001:db8:1::5".parse().unwrap()));
-        assert!(!contains(&l, "::ffff:198.18.0.1".parse().unwrap()), "families do not mix");
+        assert!(
+            !contains(&l, "::ffff:198.18.0.1".parse().unwrap()),
+            "families do not mix"
+        );
     }
 
     #[test]
     fn rejects_with_line_numbers() {
-        assert_eq!(parse("1.2.3.4\nnot-an-ip\n").unwrap_err(), "line 2: 'not-an-ip' is not an IPv4 or IPv6 address");
+        assert_eq!(
+            parse("1.2.3.4\nnot-an-ip\n").unwrap_err(),
+            "line 2: 'not-an-ip' is not an IPv4 or IPv6 address"
+        );
         assert!(parse("1.2.3.4/33").unwrap_err().contains("more than 32"));
         assert!(parse("::/129").unwrap_err().contains("more than 128"));
         assert!(parse("1.2.3.4/x").is_err());

@@ -68,12 +68,16 @@ fn run(args: Args) -> Result<(), Failure> {
     if let Some(f) = &filter {
         for name in f.exact_names() {
             netif::by_name(name).map_err(|_| {
-                Failure::Usage(format!("interface '{name}' does not exist (see `ip link show`)"))
+                Failure::Usage(format!(
+                    "interface '{name}' does not exist (see `ip link show`)"
+                ))
             })?;
         }
     }
     let auth = match &args.metrics_auth_file {
-        Some(path) => Some(std::sync::Arc::new(Credentials::load(path).map_err(Failure::Usage)?)),
+        Some(path) => Some(std::sync::Arc::new(
+            Credentials::load(path).map_err(Failure::Usage)?,
+        )),
         None => None,
     };
     let kv = kernel::KernelVersion::current();
@@ -97,9 +101,12 @@ fn run(args: Args) -> Result<(), Failure> {
     let mut server = MetricsServer::bind(&server_config).map_err(Failure::Runtime)?;
 
     let mut probe_config = ProbeConfig::from(&args);
-    probe_config.detect = netprobe::detect::DetectConfig::from_args(&args).map_err(Failure::Usage)?;
-    let mut manager = Manager::load(probe_config.clone()).map_err(|e| Failure::Runtime(e.to_string()))?;
-    let detector = netprobe::detect::Detector::new(&probe_config.detect, manager.take_detect_maps());
+    probe_config.detect =
+        netprobe::detect::DetectConfig::from_args(&args).map_err(Failure::Usage)?;
+    let mut manager =
+        Manager::load(probe_config.clone()).map_err(|e| Failure::Runtime(e.to_string()))?;
+    let detector =
+        netprobe::detect::Detector::new(&probe_config.detect, manager.take_detect_maps());
     let selection = match filter.clone() {
         Some(f) => Selection::Filter(f),
         None => Selection::AllUp,
@@ -121,7 +128,9 @@ fn run(args: Args) -> Result<(), Failure> {
     let failures = collector.sync_interfaces();
     for (name, e) in &failures {
         // An interface the operator named must work; discovered ones may not.
-        let named = filter.as_ref().is_some_and(|f| f.exact_names().any(|n| n == name));
+        let named = filter
+            .as_ref()
+            .is_some_and(|f| f.exact_names().any(|n| n == name));
         if named {
             return Err(Failure::Runtime(e.to_string()));
         }
@@ -130,9 +139,14 @@ fn run(args: Args) -> Result<(), Failure> {
     collector.manager_mut().prune_pins();
     collector.manager_mut().set_keep_on_exit(args.keep_on_exit);
     if collector.manager().attached().is_empty() {
-        log::warn!("no interface matches yet; watching for new ones every {:?}", args.collect_interval);
+        log::warn!(
+            "no interface matches yet; watching for new ones every {:?}",
+            args.collect_interval
+        );
     }
-    collector.collect_once().map_err(|e| Failure::Runtime(e.to_string()))?;
+    collector
+        .collect_once()
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
 
     let stale_after = args.collect_interval * 3 + Duration::from_secs(5);
     server.start(args.http_workers, published, stale_after);
@@ -174,7 +188,10 @@ fn cleanup(args: &Args) -> Result<(), Failure> {
     }
     let n = netprobe::pins::cleanup(&args.pin_path)
         .map_err(|e| Failure::Runtime(format!("cleanup of {}: {e}", args.pin_path.display())))?;
-    info!("removed {n} pinned objects under {}", args.pin_path.display());
+    info!(
+        "removed {n} pinned objects under {}",
+        args.pin_path.display()
+    );
     Ok(())
 }
 

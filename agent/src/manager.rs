@@ -15,7 +15,8 @@ use aya::{Ebpf, EbpfLoader};
 use log::{info, warn};
 
 use crate::abi::{
-    Counter, FlowKey, FlowStats, Hook, IfaceConfig, PacketStats, StatsKey, TcDeviceKey, IFACE_XDP_ATTACHED,
+    Counter, FlowKey, FlowStats, Hook, IfaceConfig, PacketStats, StatsKey, TcDeviceKey,
+    IFACE_XDP_ATTACHED,
 };
 use crate::config::{Args, XdpMode};
 use crate::kernel::KernelVersion;
@@ -95,9 +96,19 @@ pub enum Error {
     Load(aya::EbpfError),
     MissingProgram(&'static str),
     MissingMap(&'static str),
-    Map { map: &'static str, source: aya::maps::MapError },
-    Program { program: &'static str, source: aya::programs::ProgramError },
-    Attach { interface: String, hook: Hook, source: aya::programs::ProgramError },
+    Map {
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
+    Program {
+        program: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    Attach {
+        interface: String,
+        hook: Hook,
+        source: aya::programs::ProgramError,
+    },
     AlreadyAttached(String),
     /// The pin directory cannot be used.
     Pins(String),
@@ -229,16 +240,30 @@ impl Manager {
             .map_max_entries(probes::MAP_IFACE_CONFIG, caps.iface_config)
             .map_max_entries(probes::MAP_FLOW_STATS, caps.flow_stats)
             .map_max_entries(probes::MAP_EVENTS, config.ringbuf_size)
-            .override_global(probes::GLOBAL_FLOW_ADMIT_RATE, &config.flow_admit_rate, true)
-            .override_global(probes::GLOBAL_FLOW_ADMIT_BURST, &config.flow_admit_burst, true)
+            .override_global(
+                probes::GLOBAL_FLOW_ADMIT_RATE,
+                &config.flow_admit_rate,
+                true,
+            )
+            .override_global(
+                probes::GLOBAL_FLOW_ADMIT_BURST,
+                &config.flow_admit_burst,
+                true,
+            )
             .load(probes::netprobe_object())
             .map_err(Error::Load)?;
 
         let xdp: &mut Xdp = program(&mut bpf, probes::PROG_XDP)?;
-        xdp.load().map_err(|source| Error::Program { program: probes::PROG_XDP, source })?;
+        xdp.load().map_err(|source| Error::Program {
+            program: probes::PROG_XDP,
+            source,
+        })?;
         for name in [probes::PROG_TC_INGRESS, probes::PROG_TC_EGRESS] {
             let p: &mut SchedClassifier = program(&mut bpf, name)?;
-            p.load().map_err(|source| Error::Program { program: name, source })?;
+            p.load().map_err(|source| Error::Program {
+                program: name,
+                source,
+            })?;
         }
 
         let packet_stats = typed_map(&mut bpf, probes::MAP_PACKET_STATS)?;
@@ -246,8 +271,11 @@ impl Manager {
         let tc_device_stats = typed_map(&mut bpf, probes::MAP_TC_DEVICE_STATS)?;
         let iface_config = typed_map(&mut bpf, probes::MAP_IFACE_CONFIG)?;
         let events = Some(typed_map(&mut bpf, probes::MAP_EVENTS)?);
-        let mut detect_maps = crate::detect::kernel::DetectMaps::take(&mut bpf).map_err(Error::Detect)?;
-        detect_maps.load_config(&config.detect).map_err(Error::Detect)?;
+        let mut detect_maps =
+            crate::detect::kernel::DetectMaps::take(&mut bpf).map_err(Error::Detect)?;
+        detect_maps
+            .load_config(&config.detect)
+            .map_err(Error::Detect)?;
 
         if !kernel.at_least(5, 9) {
             info!("kernel {kernel} has no bpf_link for XDP (5.9+): XDP attaches through netlink");
@@ -299,12 +327,22 @@ impl Manager {
         if self.attached.contains_key(interface) {
             return Err(Error::AlreadyAttached(interface.to_string()));
         }
-        let mut done = Attached { ifindex, hooks: Vec::new(), links: Vec::new() };
+        let mut done = Attached {
+            ifindex,
+            hooks: Vec::new(),
+            links: Vec::new(),
+        };
         match self.attach_hooks(interface, ifindex, &mut done) {
             Ok(()) => {
-                let modes: Vec<String> =
-                    done.hooks.iter().map(|h| format!("{}={}", h.hook.name(), h.mode)).collect();
-                info!("watching {interface} (ifindex {ifindex}): {}", modes.join(" "));
+                let modes: Vec<String> = done
+                    .hooks
+                    .iter()
+                    .map(|h| format!("{}={}", h.hook.name(), h.mode))
+                    .collect();
+                info!(
+                    "watching {interface} (ifindex {ifindex}): {}",
+                    modes.join(" ")
+                );
                 Ok(self.attached.entry(interface.to_string()).or_insert(done))
             }
             Err(e) => {
@@ -314,14 +352,20 @@ impl Manager {
         }
     }
 
-    fn attach_hooks(&mut self, interface: &str, ifindex: u32, done: &mut Attached) -> Result<(), Error> {
+    fn attach_hooks(
+        &mut self,
+        interface: &str,
+        ifindex: u32,
+        done: &mut Attached,
+    ) -> Result<(), Error> {
         let xdp_mode = self.config.xdp_mode;
         if xdp_mode != XdpMode::Off {
             let native_first = xdp_mode == XdpMode::Auto && !prefers_generic_xdp(interface);
             let tries: &[(aya::programs::XdpMode, &'static str)] = match xdp_mode {
-                XdpMode::Auto if native_first => {
-                    &[(aya::programs::XdpMode::Driver, "native"), (aya::programs::XdpMode::Skb, "generic")]
-                }
+                XdpMode::Auto if native_first => &[
+                    (aya::programs::XdpMode::Driver, "native"),
+                    (aya::programs::XdpMode::Skb, "generic"),
+                ],
                 XdpMode::Auto => &[(aya::programs::XdpMode::Skb, "generic")],
                 XdpMode::Native => &[(aya::programs::XdpMode::Driver, "native")],
                 _ => &[(aya::programs::XdpMode::Skb, "generic")],
@@ -331,7 +375,12 @@ impl Manager {
                 match self.attach_xdp(ifindex, mode, name) {
                     Ok((link, method, program_id)) => {
                         done.links.push(link);
-                        done.hooks.push(HookAttachment { hook: Hook::Xdp, mode: name, method, program_id });
+                        done.hooks.push(HookAttachment {
+                            hook: Hook::Xdp,
+                            mode: name,
+                            method,
+                            program_id,
+                        });
                         last_err = None;
                         break;
                     }
@@ -360,7 +409,11 @@ impl Manager {
 
         let tcx = self.kernel.at_least(6, 6);
         for (hook, name, at) in [
-            (Hook::TcIngress, probes::PROG_TC_INGRESS, TcAttachType::Ingress),
+            (
+                Hook::TcIngress,
+                probes::PROG_TC_INGRESS,
+                TcAttachType::Ingress,
+            ),
             (Hook::TcEgress, probes::PROG_TC_EGRESS, TcAttachType::Egress),
         ] {
             if !tcx {
@@ -372,7 +425,11 @@ impl Manager {
             }
             let (link, program_id) = self
                 .attach_tc(interface, ifindex, hook, name, at, tcx)
-                .map_err(|source| Error::Attach { interface: interface.into(), hook, source })?;
+                .map_err(|source| Error::Attach {
+                    interface: interface.into(),
+                    hook,
+                    source,
+                })?;
             done.links.push(link);
             done.hooks.push(HookAttachment {
                 hook,
@@ -393,14 +450,18 @@ impl Manager {
         mode: aya::programs::XdpMode,
         mode_name: &'static str,
     ) -> Result<(HookLink, &'static str, u32), aya::programs::ProgramError> {
-        let pin = self.pins.as_ref().map(|p| p.link_path(ifindex, Hook::Xdp.name(), mode_name));
+        let pin = self
+            .pins
+            .as_ref()
+            .map(|p| p.link_path(ifindex, Hook::Xdp.name(), mode_name));
         if let Some(pins) = &self.pins {
             // A pin for this hook in the other mode is stale (mode changed).
             for other in ["native", "generic"].iter().filter(|m| **m != mode_name) {
                 let _ = std::fs::remove_file(pins.link_path(ifindex, Hook::Xdp.name(), other));
             }
         }
-        let xdp: &mut Xdp = program(&mut self.bpf, probes::PROG_XDP).map_err(|_| missing_program())?;
+        let xdp: &mut Xdp =
+            program(&mut self.bpf, probes::PROG_XDP).map_err(|_| missing_program())?;
         let program_id = xdp.info()?.id();
         if let Some(path) = pin.as_ref().filter(|p| p.exists()) {
             let taken = PinnedLink::from_pin(path)
@@ -413,7 +474,10 @@ impl Manager {
                     return Ok((HookLink::Pinned(path.clone()), "bpf_link", program_id));
                 }
                 Err(e) => {
-                    info!("pinned XDP link {} is unusable ({e}); attaching anew", path.display());
+                    info!(
+                        "pinned XDP link {} is unusable ({e}); attaching anew",
+                        path.display()
+                    );
                     let _ = std::fs::remove_file(path);
                 }
             }
@@ -434,7 +498,11 @@ impl Manager {
                 }
             },
             None => {
-                let method = if self.kernel.at_least(5, 9) { "bpf_link" } else { "netlink" };
+                let method = if self.kernel.at_least(5, 9) {
+                    "bpf_link"
+                } else {
+                    "netlink"
+                };
                 Ok((HookLink::Xdp(link), method, program_id))
             }
         }
@@ -450,13 +518,20 @@ impl Manager {
         at: TcAttachType,
         tcx: bool,
     ) -> Result<(HookLink, u32), aya::programs::ProgramError> {
-        let pin = self.pins.as_ref().filter(|_| tcx).map(|p| p.link_path(ifindex, hook.name(), "tcx"));
-        let p: &mut SchedClassifier = program(&mut self.bpf, name).map_err(|_| missing_program())?;
+        let pin = self
+            .pins
+            .as_ref()
+            .filter(|_| tcx)
+            .map(|p| p.link_path(ifindex, hook.name(), "tcx"));
+        let p: &mut SchedClassifier =
+            program(&mut self.bpf, name).map_err(|_| missing_program())?;
         let program_id = p.info()?.id();
         if let Some(path) = pin.as_ref().filter(|p| p.exists()) {
             let taken = PinnedLink::from_pin(path)
                 .map_err(|e| e.to_string())
-                .and_then(|l| SchedClassifierLink::try_from(FdLink::from(l)).map_err(|e| e.to_string()))
+                .and_then(|l| {
+                    SchedClassifierLink::try_from(FdLink::from(l)).map_err(|e| e.to_string())
+                })
                 .and_then(|l| p.attach_to_link(l).map_err(|e| e.to_string()));
             match taken {
                 Ok(id) => {
@@ -464,7 +539,10 @@ impl Manager {
                     return Ok((HookLink::Pinned(path.clone()), program_id));
                 }
                 Err(e) => {
-                    info!("pinned TC link {} is unusable ({e}); attaching anew", path.display());
+                    info!(
+                        "pinned TC link {} is unusable ({e}); attaching anew",
+                        path.display()
+                    );
                     let _ = std::fs::remove_file(path);
                 }
             }
@@ -473,7 +551,8 @@ impl Manager {
         let link = p.take_link(id)?;
         match pin {
             Some(path) => {
-                let fd = FdLink::try_from(link).map_err(|e| aya::programs::ProgramError::IOError(std::io::Error::other(e)))?;
+                let fd = FdLink::try_from(link)
+                    .map_err(|e| aya::programs::ProgramError::IOError(std::io::Error::other(e)))?;
                 fd.pin(&path).map_err(|e| pin_error(&path, e))?;
                 Ok((HookLink::Pinned(path), program_id))
             }
@@ -490,7 +569,8 @@ impl Manager {
     /// Removes pinned links of interfaces this agent does not watch (gone,
     /// or no longer matching the filter). Call after the first sync.
     pub fn prune_pins(&mut self) {
-        let watched: std::collections::HashSet<u32> = self.attached.values().map(|a| a.ifindex).collect();
+        let watched: std::collections::HashSet<u32> =
+            self.attached.values().map(|a| a.ifindex).collect();
         if let Some(pins) = &self.pins {
             let n = pins.prune_links(&|i| watched.contains(&i));
             if n > 0 {
@@ -536,13 +616,21 @@ impl Manager {
         }
         // Its counters go too, so interfaces that come and go cannot fill
         // the maps (--max-interfaces bounds the live ones).
-        let stats: Vec<StatsKey> =
-            self.packet_stats.keys().filter_map(Result::ok).filter(|k| k.ifindex == a.ifindex).collect();
+        let stats: Vec<StatsKey> = self
+            .packet_stats
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.ifindex == a.ifindex)
+            .collect();
         for k in stats {
             let _ = self.packet_stats.remove(&k);
         }
-        let dev: Vec<TcDeviceKey> =
-            self.tc_device_stats.keys().filter_map(Result::ok).filter(|k| k.ifindex == a.ifindex).collect();
+        let dev: Vec<TcDeviceKey> = self
+            .tc_device_stats
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.ifindex == a.ifindex)
+            .collect();
         for k in dev {
             let _ = self.tc_device_stats.remove(&k);
         }
@@ -556,7 +644,10 @@ impl Manager {
 
     /// packet_stats summed over CPUs, one entry per interface and hook.
     pub fn packet_stats(&self) -> Result<Vec<(StatsKey, PacketStats)>, Error> {
-        let err = |source| Error::Map { map: probes::MAP_PACKET_STATS, source };
+        let err = |source| Error::Map {
+            map: probes::MAP_PACKET_STATS,
+            source,
+        };
         let mut out = Vec::new();
         for item in self.packet_stats.iter() {
             let (k, per_cpu) = item.map_err(err)?;
@@ -572,16 +663,27 @@ impl Manager {
     /// Counters of every attached interface: what the kernel maps say it
     /// received and sent, and the full counters of each hook.
     pub fn network_stats(&self) -> Result<Vec<NetworkStats>, Error> {
-        let by_key: std::collections::HashMap<(u32, u32), PacketStats> =
-            self.packet_stats()?.into_iter().map(|(k, v)| ((k.ifindex, k.hook), v)).collect();
+        let by_key: std::collections::HashMap<(u32, u32), PacketStats> = self
+            .packet_stats()?
+            .into_iter()
+            .map(|(k, v)| ((k.ifindex, k.hook), v))
+            .collect();
         Ok(self
             .attached
             .iter()
             .map(|(name, a)| {
-                let get = |h: Hook| by_key.get(&(a.ifindex, h as u32)).copied().unwrap_or_default();
+                let get = |h: Hook| {
+                    by_key
+                        .get(&(a.ifindex, h as u32))
+                        .copied()
+                        .unwrap_or_default()
+                };
                 // XDP sees every received frame, before GRO merges them.
-                let rx_source =
-                    if a.hooks.iter().any(|h| h.hook == Hook::Xdp) { Hook::Xdp } else { Hook::TcIngress };
+                let rx_source = if a.hooks.iter().any(|h| h.hook == Hook::Xdp) {
+                    Hook::Xdp
+                } else {
+                    Hook::TcIngress
+                };
                 NetworkStats {
                     interface: name.clone(),
                     ifindex: a.ifindex,
@@ -602,7 +704,10 @@ impl Manager {
 
     /// tc_device_stats summed over CPUs.
     pub fn tc_device_stats(&self) -> Result<Vec<(TcDeviceKey, u64)>, Error> {
-        let err = |source| Error::Map { map: probes::MAP_TC_DEVICE_STATS, source };
+        let err = |source| Error::Map {
+            map: probes::MAP_TC_DEVICE_STATS,
+            source,
+        };
         let mut out = Vec::new();
         for item in self.tc_device_stats.iter() {
             let (k, per_cpu) = item.map_err(err)?;
@@ -615,7 +720,10 @@ impl Manager {
     /// (boot-time clock) are removed instead of returned, so the table holds
     /// live flows and not only what the LRU has not yet evicted.
     pub fn flows(&mut self, expire_before_ns: u64) -> Result<Vec<(FlowKey, FlowStats)>, Error> {
-        let err = |source| Error::Map { map: probes::MAP_FLOW_STATS, source };
+        let err = |source| Error::Map {
+            map: probes::MAP_FLOW_STATS,
+            source,
+        };
         let mut live = Vec::new();
         let mut stale = Vec::new();
         for item in self.flow_stats.iter() {
@@ -663,7 +771,10 @@ impl Drop for Manager {
                 }
             }
             if let Some(dir) = self.pin_dir() {
-                info!("probes left attached and pinned in {} for the next start", dir.display());
+                info!(
+                    "probes left attached and pinned in {} for the next start",
+                    dir.display()
+                );
             }
             return;
         }
@@ -675,11 +786,16 @@ impl Drop for Manager {
 }
 
 fn missing_program() -> aya::programs::ProgramError {
-    aya::programs::ProgramError::IOError(std::io::Error::other("program missing from the probe object"))
+    aya::programs::ProgramError::IOError(std::io::Error::other(
+        "program missing from the probe object",
+    ))
 }
 
 fn pin_error(path: &std::path::Path, e: aya::pin::PinError) -> aya::programs::ProgramError {
-    aya::programs::ProgramError::IOError(std::io::Error::other(format!("pinning {}: {e}", path.display())))
+    aya::programs::ProgramError::IOError(std::io::Error::other(format!(
+        "pinning {}: {e}",
+        path.display()
+    )))
 }
 
 /// Drivers on which `auto` picks generic XDP although native works: native
@@ -717,9 +833,15 @@ where
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it so map
 /// sizes are bounded by the flags, not by a 64 KiB default.
 fn raise_memlock_limit() {
-    let rl = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let rl = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: plain syscall with a valid pointer.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rl) } != 0 {
-        log::debug!("setrlimit(RLIMIT_MEMLOCK): {}", std::io::Error::last_os_error());
+        log::debug!(
+            "setrlimit(RLIMIT_MEMLOCK): {}",
+            std::io::Error::last_os_error()
+        );
     }
 }

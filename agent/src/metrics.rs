@@ -85,10 +85,26 @@ pub fn render(s: &Snapshot) -> String {
     // The design's names, exactly: interface totals and rates.
     type Pick = fn(&crate::snapshot::InterfaceSnapshot) -> u64;
     let totals: [(&'static str, &str, Pick); 4] = [
-        ("netprobe_interface_rx_packets_total", "Packets received on the interface.", |i| i.rx.packets),
-        ("netprobe_interface_tx_packets_total", "Packets sent on the interface.", |i| i.tx.packets),
-        ("netprobe_interface_rx_bytes_total", "Bytes received on the interface, Ethernet header included.", |i| i.rx.bytes),
-        ("netprobe_interface_tx_bytes_total", "Bytes sent on the interface, Ethernet header included.", |i| i.tx.bytes),
+        (
+            "netprobe_interface_rx_packets_total",
+            "Packets received on the interface.",
+            |i| i.rx.packets,
+        ),
+        (
+            "netprobe_interface_tx_packets_total",
+            "Packets sent on the interface.",
+            |i| i.tx.packets,
+        ),
+        (
+            "netprobe_interface_rx_bytes_total",
+            "Bytes received on the interface, Ethernet header included.",
+            |i| i.rx.bytes,
+        ),
+        (
+            "netprobe_interface_tx_bytes_total",
+            "Bytes sent on the interface, Ethernet header included.",
+            |i| i.tx.bytes,
+        ),
     ];
     for (name, help, pick) in totals {
         let mut f = Family::new(o, name, "counter", help);
@@ -98,10 +114,26 @@ pub fn render(s: &Snapshot) -> String {
     }
     type PickRate = fn(&crate::snapshot::Rates) -> f64;
     let rates: [(&'static str, &str, PickRate); 4] = [
-        ("netprobe_interface_rx_packets_rate", "Packets received per second over the last collect interval.", |r| r.rx_packets),
-        ("netprobe_interface_tx_packets_rate", "Packets sent per second over the last collect interval.", |r| r.tx_packets),
-        ("netprobe_interface_rx_bytes_rate", "Bytes received per second over the last collect interval.", |r| r.rx_bytes),
-        ("netprobe_interface_tx_bytes_rate", "Bytes sent per second over the last collect interval.", |r| r.tx_bytes),
+        (
+            "netprobe_interface_rx_packets_rate",
+            "Packets received per second over the last collect interval.",
+            |r| r.rx_packets,
+        ),
+        (
+            "netprobe_interface_tx_packets_rate",
+            "Packets sent per second over the last collect interval.",
+            |r| r.tx_packets,
+        ),
+        (
+            "netprobe_interface_rx_bytes_rate",
+            "Bytes received per second over the last collect interval.",
+            |r| r.rx_bytes,
+        ),
+        (
+            "netprobe_interface_tx_bytes_rate",
+            "Bytes sent per second over the last collect interval.",
+            |r| r.tx_bytes,
+        ),
     ];
     for (name, help, pick) in rates {
         let mut f = Family::new(o, name, "gauge", help);
@@ -110,67 +142,132 @@ pub fn render(s: &Snapshot) -> String {
         }
     }
 
-    let mut f = Family::new(o, "netprobe_hook_attached", "gauge",
-        "1 for each probe attached, by interface, hook and attach mode.");
+    let mut f = Family::new(
+        o,
+        "netprobe_hook_attached",
+        "gauge",
+        "1 for each probe attached, by interface, hook and attach mode.",
+    );
     for i in &s.interfaces {
         for h in &i.hooks {
-            f.sample(&[("interface", &i.name), ("hook", h.hook), ("mode", h.mode)], 1u64);
+            f.sample(
+                &[("interface", &i.name), ("hook", h.hook), ("mode", h.mode)],
+                1u64,
+            );
         }
     }
 
     // Per hook: protocol breakdown, TCP flags, parser skip reasons.
-    let mut f = Family::new(o, "netprobe_hook_packets_total", "counter",
-        "Packets seen by each probe, by address family and L4 protocol (family=\"other\": not IP).");
+    let mut f = Family::new(
+        o,
+        "netprobe_hook_packets_total",
+        "counter",
+        "Packets seen by each probe, by address family and L4 protocol (family=\"other\": not IP).",
+    );
     for i in &s.interfaces {
         for (hook, st) in &i.per_hook {
             for (fi, fam) in FAMILY_NAMES.iter().enumerate() {
                 for (li, l4) in L4_NAMES.iter().enumerate() {
                     if valid_pair(fi, li) {
-                        f.sample(&[("interface", &i.name), ("hook", hook), ("family", fam), ("protocol", l4)], st.l3[fi][li].packets);
+                        f.sample(
+                            &[
+                                ("interface", &i.name),
+                                ("hook", hook),
+                                ("family", fam),
+                                ("protocol", l4),
+                            ],
+                            st.l3[fi][li].packets,
+                        );
                     }
                 }
             }
-            f.sample(&[("interface", &i.name), ("hook", hook), ("family", "other"), ("protocol", "other")], st.non_ip.packets);
+            f.sample(
+                &[
+                    ("interface", &i.name),
+                    ("hook", hook),
+                    ("family", "other"),
+                    ("protocol", "other"),
+                ],
+                st.non_ip.packets,
+            );
         }
     }
-    let mut f = Family::new(o, "netprobe_hook_bytes_total", "counter",
-        "Bytes seen by each probe, by address family and L4 protocol (family=\"other\": not IP).");
+    let mut f = Family::new(
+        o,
+        "netprobe_hook_bytes_total",
+        "counter",
+        "Bytes seen by each probe, by address family and L4 protocol (family=\"other\": not IP).",
+    );
     for i in &s.interfaces {
         for (hook, st) in &i.per_hook {
             for (fi, fam) in FAMILY_NAMES.iter().enumerate() {
                 for (li, l4) in L4_NAMES.iter().enumerate() {
                     if valid_pair(fi, li) {
-                        f.sample(&[("interface", &i.name), ("hook", hook), ("family", fam), ("protocol", l4)], st.l3[fi][li].bytes);
+                        f.sample(
+                            &[
+                                ("interface", &i.name),
+                                ("hook", hook),
+                                ("family", fam),
+                                ("protocol", l4),
+                            ],
+                            st.l3[fi][li].bytes,
+                        );
                     }
                 }
             }
-            f.sample(&[("interface", &i.name), ("hook", hook), ("family", "other"), ("protocol", "other")], st.non_ip.bytes);
+            f.sample(
+                &[
+                    ("interface", &i.name),
+                    ("hook", hook),
+                    ("family", "other"),
+                    ("protocol", "other"),
+                ],
+                st.non_ip.bytes,
+            );
         }
     }
-    let mut f = Family::new(o, "netprobe_tcp_flags_total", "counter",
-        "TCP segments by flag: syn (SYN without ACK), synack, fin, rst.");
+    let mut f = Family::new(
+        o,
+        "netprobe_tcp_flags_total",
+        "counter",
+        "TCP segments by flag: syn (SYN without ACK), synack, fin, rst.",
+    );
     for i in &s.interfaces {
         for (hook, st) in &i.per_hook {
             for (fl, name) in TCP_FLAG_NAMES.iter().enumerate() {
-                f.sample(&[("interface", &i.name), ("hook", hook), ("flag", name)], st.tcp_flags[fl]);
+                f.sample(
+                    &[("interface", &i.name), ("hook", hook), ("flag", name)],
+                    st.tcp_flags[fl],
+                );
             }
         }
     }
-    let mut f = Family::new(o, "netprobe_parse_skipped_total", "counter",
-        "Packets the parser stopped early on, by reason; they passed untouched.");
+    let mut f = Family::new(
+        o,
+        "netprobe_parse_skipped_total",
+        "counter",
+        "Packets the parser stopped early on, by reason; they passed untouched.",
+    );
     for i in &s.interfaces {
         for (hook, st) in &i.per_hook {
             for (r, name) in SKIP_NAMES.iter().enumerate() {
                 if let Some(name) = name {
-                    f.sample(&[("interface", &i.name), ("hook", hook), ("reason", name)], st.skip[r]);
+                    f.sample(
+                        &[("interface", &i.name), ("hook", hook), ("reason", name)],
+                        st.skip[r],
+                    );
                 }
             }
         }
     }
 
     // Flow table.
-    let mut f = Family::new(o, "netprobe_flows_created_total", "counter",
-        "Entries added to the kernel flow table.");
+    let mut f = Family::new(
+        o,
+        "netprobe_flows_created_total",
+        "counter",
+        "Entries added to the kernel flow table.",
+    );
     for i in &s.interfaces {
         for (hook, st) in &i.per_hook {
             f.sample(&[("interface", &i.name), ("hook", hook)], st.flows_created);
@@ -181,27 +278,59 @@ pub fn render(s: &Snapshot) -> String {
     for i in &s.interfaces {
         for (hook, st) in &i.per_hook {
             for (r, name) in FLOW_MISS_NAMES.iter().enumerate() {
-                f.sample(&[("interface", &i.name), ("hook", hook), ("reason", name)], st.flow_miss[r]);
+                f.sample(
+                    &[("interface", &i.name), ("hook", hook), ("reason", name)],
+                    st.flow_miss[r],
+                );
             }
         }
     }
-    Family::new(o, "netprobe_flow_table_entries", "gauge", "Flows in the kernel flow table.")
-        .sample(&[], s.flow_table.entries);
-    Family::new(o, "netprobe_flow_table_capacity", "gauge", "Size of the kernel flow table (--max-flows).")
-        .sample(&[], s.flow_table.capacity);
-    let mut f = Family::new(o, "netprobe_map_entries", "gauge", "Entries in each kernel map.");
+    Family::new(
+        o,
+        "netprobe_flow_table_entries",
+        "gauge",
+        "Flows in the kernel flow table.",
+    )
+    .sample(&[], s.flow_table.entries);
+    Family::new(
+        o,
+        "netprobe_flow_table_capacity",
+        "gauge",
+        "Size of the kernel flow table (--max-flows).",
+    )
+    .sample(&[], s.flow_table.capacity);
+    let mut f = Family::new(
+        o,
+        "netprobe_map_entries",
+        "gauge",
+        "Entries in each kernel map.",
+    );
     for m in &s.maps {
         f.sample(&[("map", m.name)], m.entries);
     }
-    let mut f = Family::new(o, "netprobe_map_capacity", "gauge", "Maximum entries of each kernel map.");
+    let mut f = Family::new(
+        o,
+        "netprobe_map_capacity",
+        "gauge",
+        "Maximum entries of each kernel map.",
+    );
     for m in &s.maps {
         f.sample(&[("map", m.name)], m.capacity);
     }
-    Family::new(o, "netprobe_events_total", "counter", "Events received from the probes' ring buffer.")
-        .sample(&[], s.events.received_total);
-    Family::new(o, "netprobe_flow_admission_limited_total", "counter",
-        "Times a CPU ran out of new-flow budget (one event per CPU per second at most).")
-        .sample(&[], s.events.flow_admission_limited_total);
+    Family::new(
+        o,
+        "netprobe_events_total",
+        "counter",
+        "Events received from the probes' ring buffer.",
+    )
+    .sample(&[], s.events.received_total);
+    Family::new(
+        o,
+        "netprobe_flow_admission_limited_total",
+        "counter",
+        "Times a CPU ran out of new-flow budget (one event per CPU per second at most).",
+    )
+    .sample(&[], s.events.flow_admission_limited_total);
 
     if let Some(sockets) = &s.sockets {
         crate::sockets::render_metrics(sockets, o);
@@ -211,26 +340,72 @@ pub fn render(s: &Snapshot) -> String {
 
     // The agent itself.
     let t = &s.interface_changes_total;
-    Family::new(o, "netprobe_interface_changes_total", "counter",
-        "Interfaces attached, vanished (dropped from the metrics), or refused (attach failed).")
-        .sample(&[("change", "attached")], t.attached)
-        .sample(&[("change", "vanished")], t.vanished)
-        .sample(&[("change", "refused")], t.refused);
+    Family::new(
+        o,
+        "netprobe_interface_changes_total",
+        "counter",
+        "Interfaces attached, vanished (dropped from the metrics), or refused (attach failed).",
+    )
+    .sample(&[("change", "attached")], t.attached)
+    .sample(&[("change", "vanished")], t.vanished)
+    .sample(&[("change", "refused")], t.refused);
     let c = &s.collection;
-    Family::new(o, "netprobe_collect_duration_seconds", "gauge", "Time the last read of the kernel maps took.")
-        .sample(&[], c.duration_seconds);
-    Family::new(o, "netprobe_collect_interval_seconds", "gauge", "Configured collect interval.")
-        .sample(&[], c.interval_seconds);
-    Family::new(o, "netprobe_collections_total", "counter", "Reads of the kernel maps.")
-        .sample(&[], c.collections_total);
-    Family::new(o, "netprobe_collect_errors_total", "counter", "Reads of the kernel maps that failed.")
-        .sample(&[], c.errors_total);
-    Family::new(o, "netprobe_last_collect_timestamp_seconds", "gauge", "Unix time of the last read of the kernel maps.")
-        .sample(&[], c.last_collection);
-    Family::new(o, "netprobe_start_time_seconds", "gauge", "Unix time the agent started.")
-        .sample(&[], s.started_at);
-    Family::new(o, "netprobe_build_info", "gauge", "Always 1; labels give the agent version and the kernel.")
-        .sample(&[("version", s.version), ("kernel", &s.kernel_release), ("arch", s.arch)], 1u64);
+    Family::new(
+        o,
+        "netprobe_collect_duration_seconds",
+        "gauge",
+        "Time the last read of the kernel maps took.",
+    )
+    .sample(&[], c.duration_seconds);
+    Family::new(
+        o,
+        "netprobe_collect_interval_seconds",
+        "gauge",
+        "Configured collect interval.",
+    )
+    .sample(&[], c.interval_seconds);
+    Family::new(
+        o,
+        "netprobe_collections_total",
+        "counter",
+        "Reads of the kernel maps.",
+    )
+    .sample(&[], c.collections_total);
+    Family::new(
+        o,
+        "netprobe_collect_errors_total",
+        "counter",
+        "Reads of the kernel maps that failed.",
+    )
+    .sample(&[], c.errors_total);
+    Family::new(
+        o,
+        "netprobe_last_collect_timestamp_seconds",
+        "gauge",
+        "Unix time of the last read of the kernel maps.",
+    )
+    .sample(&[], c.last_collection);
+    Family::new(
+        o,
+        "netprobe_start_time_seconds",
+        "gauge",
+        "Unix time the agent started.",
+    )
+    .sample(&[], s.started_at);
+    Family::new(
+        o,
+        "netprobe_build_info",
+        "gauge",
+        "Always 1; labels give the agent version and the kernel.",
+    )
+    .sample(
+        &[
+            ("version", s.version),
+            ("kernel", &s.kernel_release),
+            ("arch", s.arch),
+        ],
+        1u64,
+    );
     out
 }
 

@@ -81,7 +81,10 @@ fn read_hex(p: &Path) -> io::Result<u32> {
 }
 
 fn invalid(p: &Path, s: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("{}: unexpected '{s}'", p.display()))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{}: unexpected '{s}'", p.display()),
+    )
 }
 
 /// The driver behind an interface (`veth`, `virtio_net`, `e1000e`, ...), as
@@ -116,7 +119,11 @@ pub fn driver(name: &str) -> Option<String> {
     // SAFETY: all-zero is valid for these plain structs.
     let mut info: DrvInfo = unsafe { std::mem::zeroed() };
     info.cmd = ETHTOOL_GDRVINFO;
-    let mut req = IfReq { name: [0; libc::IFNAMSIZ], data: &mut info, pad: [0; 16] };
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: &mut info,
+        pad: [0; 16],
+    };
     req.name[..name.len()].copy_from_slice(name.as_bytes());
     // SAFETY: a datagram socket for the ioctl, closed below; `req` and
     // `info` outlive the call.
@@ -131,7 +138,11 @@ pub fn driver(name: &str) -> Option<String> {
             return None;
         }
     }
-    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(info.driver.len());
+    let end = info
+        .driver
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(info.driver.len());
     Some(String::from_utf8_lossy(&info.driver[..end]).into_owned()).filter(|s| !s.is_empty())
 }
 
@@ -149,7 +160,10 @@ mod tests {
     #[test]
     fn loopback_is_listed_and_flagged() {
         let all = list().unwrap();
-        let lo = all.iter().find(|i| i.name == "lo").expect("lo exists in every namespace");
+        let lo = all
+            .iter()
+            .find(|i| i.name == "lo")
+            .expect("lo exists in every namespace");
         assert!(lo.loopback);
         assert_eq!(lo.ifindex, 1);
         assert!(by_name("no-such-if0").is_err());

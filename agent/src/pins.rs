@@ -48,10 +48,34 @@ pub fn pinned_maps(caps: &MapCapacities) -> [(&'static str, MapType, u32, u32, u
     use std::mem::size_of;
     let s = |n: usize| n as u32;
     [
-        (probes::MAP_PACKET_STATS, MapType::PerCpuHash, s(size_of::<StatsKey>()), s(size_of::<PacketStats>()), caps.packet_stats),
-        (probes::MAP_FLOW_STATS, MapType::LruHash, s(size_of::<FlowKey>()), s(size_of::<FlowStats>()), caps.flow_stats),
-        (probes::MAP_TC_DEVICE_STATS, MapType::PerCpuHash, s(size_of::<TcDeviceKey>()), 8, caps.tc_device_stats),
-        (probes::MAP_IFACE_CONFIG, MapType::Hash, 4, s(size_of::<IfaceConfig>()), caps.iface_config),
+        (
+            probes::MAP_PACKET_STATS,
+            MapType::PerCpuHash,
+            s(size_of::<StatsKey>()),
+            s(size_of::<PacketStats>()),
+            caps.packet_stats,
+        ),
+        (
+            probes::MAP_FLOW_STATS,
+            MapType::LruHash,
+            s(size_of::<FlowKey>()),
+            s(size_of::<FlowStats>()),
+            caps.flow_stats,
+        ),
+        (
+            probes::MAP_TC_DEVICE_STATS,
+            MapType::PerCpuHash,
+            s(size_of::<TcDeviceKey>()),
+            8,
+            caps.tc_device_stats,
+        ),
+        (
+            probes::MAP_IFACE_CONFIG,
+            MapType::Hash,
+            4,
+            s(size_of::<IfaceConfig>()),
+            caps.iface_config,
+        ),
     ]
 }
 
@@ -79,9 +103,15 @@ impl PinDir {
                 }
             }
         }
-        let dir = PinDir { root: root.to_path_buf(), state };
+        let dir = PinDir {
+            root: root.to_path_buf(),
+            state,
+        };
         if let Some(why) = dir.incompatible(caps) {
-            info!("pinned maps in {} do not fit this configuration ({why}); starting from zero", dir.state.display());
+            info!(
+                "pinned maps in {} do not fit this configuration ({why}); starting from zero",
+                dir.state.display()
+            );
             remove_tree(&dir.state);
         }
         for d in [dir.maps_dir(), dir.links_dir()] {
@@ -102,7 +132,12 @@ impl PinDir {
                 Ok(i) => i,
                 Err(e) => return Some(format!("{name}: {e}")),
             };
-            let have = (info.map_type().ok(), info.key_size(), info.value_size(), info.max_entries());
+            let have = (
+                info.map_type().ok(),
+                info.key_size(),
+                info.value_size(),
+                info.max_entries(),
+            );
             if have != (Some(kind), key, value, entries) {
                 return Some(format!(
                     "{name}: type {:?} key {} value {} entries {}, want {kind:?} {key} {value} {entries}",
@@ -138,9 +173,16 @@ impl PinDir {
     /// gone or no longer wanted. Removing the pin detaches the link.
     pub fn prune_links(&self, keep: &dyn Fn(u32) -> bool) -> usize {
         let mut removed = 0;
-        for e in fs::read_dir(self.links_dir()).into_iter().flatten().flatten() {
+        for e in fs::read_dir(self.links_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = e.file_name().to_string_lossy().into_owned();
-            let ifindex = name.strip_prefix("if").and_then(|r| r.split('-').next()).and_then(|n| n.parse().ok());
+            let ifindex = name
+                .strip_prefix("if")
+                .and_then(|r| r.split('-').next())
+                .and_then(|n| n.parse().ok());
             if ifindex.is_none_or(|i| !keep(i)) && fs::remove_file(e.path()).is_ok() {
                 removed += 1;
             }
@@ -162,7 +204,10 @@ pub fn cleanup(root: &Path) -> io::Result<usize> {
     if !crate::kernel::KernelVersion::current().at_least(6, 6) {
         for i in crate::netif::list()? {
             for (at, name) in [
-                (aya::programs::TcAttachType::Ingress, probes::PROG_TC_INGRESS),
+                (
+                    aya::programs::TcAttachType::Ingress,
+                    probes::PROG_TC_INGRESS,
+                ),
                 (aya::programs::TcAttachType::Egress, probes::PROG_TC_EGRESS),
             ] {
                 if aya::programs::tc::qdisc_detach_program(&i.name, at, name).is_ok() {
@@ -177,21 +222,38 @@ pub fn cleanup(root: &Path) -> io::Result<usize> {
     let n = count_files(root);
     remove_tree(root);
     if root.exists() {
-        return Err(io::Error::other(format!("could not remove {}", root.display())));
+        return Err(io::Error::other(format!(
+            "could not remove {}",
+            root.display()
+        )));
     }
     Ok(n)
 }
 
 fn count_files(p: &Path) -> usize {
     match fs::read_dir(p) {
-        Ok(rd) => rd.flatten().map(|e| if e.path().is_dir() { count_files(&e.path()) } else { 1 }).sum(),
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    count_files(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum(),
         Err(_) => 0,
     }
 }
 
 /// rm -r for bpffs: links first, so nothing counts into maps being removed.
 fn remove_tree(p: &Path) {
-    let mut entries: Vec<PathBuf> = fs::read_dir(p).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<PathBuf> = fs::read_dir(p)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     entries.sort_by_key(|e| !e.ends_with("links"));
     for e in entries {
         if e.is_dir() {
@@ -204,7 +266,9 @@ fn remove_tree(p: &Path) {
 }
 
 fn is_bpffs(p: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else { return false };
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
     // SAFETY: statfs into a zeroed struct with a valid path.
     unsafe {
         let mut st: libc::statfs = std::mem::zeroed();
@@ -226,7 +290,13 @@ fn ensure_bpffs(root: &Path) -> Result<(), String> {
     if root.starts_with(sysfs_bpf) && sysfs_bpf.is_dir() {
         // SAFETY: static, NUL-terminated arguments.
         let rc = unsafe {
-            libc::mount(c"bpf".as_ptr(), c"/sys/fs/bpf".as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null())
+            libc::mount(
+                c"bpf".as_ptr(),
+                c"/sys/fs/bpf".as_ptr(),
+                c"bpf".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
         };
         if rc == 0 && is_bpffs(sysfs_bpf) {
             info!("mounted bpffs on /sys/fs/bpf");

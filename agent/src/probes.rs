@@ -8,8 +8,11 @@ struct Aligned<B: ?Sized>(B);
 
 macro_rules! include_object {
     ($name:literal) => {{
-        static OBJ: &Aligned<[u8]> =
-            &Aligned(*include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../probes/", $name)));
+        static OBJ: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../probes/",
+            $name
+        )));
         &OBJ.0
     }};
 }
@@ -98,8 +101,16 @@ mod tests {
 
     #[test]
     fn flow_seen_holds_four_stamps_per_flow() {
-        assert_eq!(flow_seen_entries(65536) * 8, 65536 * 4, "256 KiB by default");
-        assert_eq!(flow_seen_entries(100_000), 65536, "rounded up to a power of two");
+        assert_eq!(
+            flow_seen_entries(65536) * 8,
+            65536 * 4,
+            "256 KiB by default"
+        );
+        assert_eq!(
+            flow_seen_entries(100_000),
+            65536,
+            "rounded up to a power of two"
+        );
         assert_eq!(flow_seen_entries(16), 8, "never below one 64-byte line");
         assert!(flow_seen_entries(16 << 20).is_power_of_two());
     }

@@ -27,6 +27,9 @@ mod tests {
         assert_eq!(per_second(1000, 50, Duration::from_secs(10)), 5.0);
         assert_eq!(per_second(0, 10, Duration::ZERO), 0.0);
         // Large counters keep precision well past u32.
-        assert_eq!(per_second(1 << 40, (1 << 40) + 3000, Duration::from_secs(3)), 1000.0);
+        assert_eq!(
+            per_second(1 << 40, (1 << 40) + 3000, Duration::from_secs(3)),
+            1000.0
+        );
     }
 }

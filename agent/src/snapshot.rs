@@ -167,6 +167,9 @@ impl Published {
     }
 
     pub fn load(&self) -> Arc<Rendered> {
-        self.latest.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.latest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }

@@ -575,7 +575,11 @@ fn check_list(text: &str) {
                 let max = if c.addr.is_ipv4() { 32 } else { 128 };
                 assert!(c.prefix <= max, "{c} from {text:?}");
                 // Host bits are cleared: the printed form parses back to itself.
-                assert_eq!(netprobe::lists::Cidr::parse(&c.to_string()), Ok(*c), "{text:?}");
+                assert_eq!(
+                    netprobe::lists::Cidr::parse(&c.to_string()),
+                    Ok(*c),
+                    "{text:?}"
+                );
                 assert!(c.contains(c.addr), "{c} does not contain its own address");
                 assert!(netprobe::lists::contains(&list, c.addr));
             }

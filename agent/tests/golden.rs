@@ -3,21 +3,38 @@
 //! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites them after an
 //! intended change; review the diff.
 
-
 use netprobe::abi::{Counter, PacketStats};
 use netprobe::snapshot::{
-    ChangeCounters, CollectionInfo, EventCounters, FlowEntry, FlowTable, HookInfo, InterfaceChange, InterfaceSnapshot, MapFill, Rates,
-    Snapshot,
+    ChangeCounters, CollectionInfo, EventCounters, FlowEntry, FlowTable, HookInfo, InterfaceChange,
+    InterfaceSnapshot, MapFill, Rates, Snapshot,
 };
 
 mod golden_file;
 
 fn stats(seed: u64) -> PacketStats {
-    let mut s = PacketStats { total: Counter { packets: 100 * seed, bytes: 64_000 * seed }, ..Default::default() };
-    s.l3[0][0] = Counter { packets: 60 * seed, bytes: 50_000 * seed };
-    s.l3[0][1] = Counter { packets: 20 * seed, bytes: 8_000 * seed };
-    s.l3[1][3] = Counter { packets: 10 * seed, bytes: 1_000 * seed };
-    s.non_ip = Counter { packets: 10 * seed, bytes: 5_000 * seed };
+    let mut s = PacketStats {
+        total: Counter {
+            packets: 100 * seed,
+            bytes: 64_000 * seed,
+        },
+        ..Default::default()
+    };
+    s.l3[0][0] = Counter {
+        packets: 60 * seed,
+        bytes: 50_000 * seed,
+    };
+    s.l3[0][1] = Counter {
+        packets: 20 * seed,
+        bytes: 8_000 * seed,
+    };
+    s.l3[1][3] = Counter {
+        packets: 10 * seed,
+        bytes: 1_000 * seed,
+    };
+    s.non_ip = Counter {
+        packets: 10 * seed,
+        bytes: 5_000 * seed,
+    };
     s.tcp_flags = [3 * seed, 2 * seed, seed, 0];
     s.skip[4] = 10 * seed;
     s.skip[11] = seed;
@@ -36,22 +53,50 @@ fn snapshot() -> Snapshot {
     let eth0 = InterfaceSnapshot {
         name: "eth0".into(),
         ifindex: 2,
-        hooks: vec![hook("xdp", "native", 11), hook("tc_ingress", "tcx", 12), hook("tc_egress", "tcx", 13)],
+        hooks: vec![
+            hook("xdp", "native", 11),
+            hook("tc_ingress", "tcx", 12),
+            hook("tc_egress", "tcx", 13),
+        ],
         rx_source: "xdp",
-        rx: Counter { packets: 100, bytes: 64_000 },
-        tx: Counter { packets: 300, bytes: 192_000 },
-        rates: Rates { rx_packets: 20.0, tx_packets: 60.0, rx_bytes: 12_800.0, tx_bytes: 38_400.5 },
-        per_hook: vec![("xdp", stats(1)), ("tc_ingress", stats(1)), ("tc_egress", stats(3))],
+        rx: Counter {
+            packets: 100,
+            bytes: 64_000,
+        },
+        tx: Counter {
+            packets: 300,
+            bytes: 192_000,
+        },
+        rates: Rates {
+            rx_packets: 20.0,
+            tx_packets: 60.0,
+            rx_bytes: 12_800.0,
+            tx_bytes: 38_400.5,
+        },
+        per_hook: vec![
+            ("xdp", stats(1)),
+            ("tc_ingress", stats(1)),
+            ("tc_egress", stats(3)),
+        ],
     };
     let wan = InterfaceSnapshot {
         name: "wan\"0".into(),
         ifindex: 3,
-        hooks: vec![hook("tc_ingress", "clsact", 12), hook("tc_egress", "clsact", 13)],
+        hooks: vec![
+            hook("tc_ingress", "clsact", 12),
+            hook("tc_egress", "clsact", 13),
+        ],
         rx_source: "tc_ingress",
-        rx: Counter { packets: 200, bytes: 128_000 },
+        rx: Counter {
+            packets: 200,
+            bytes: 128_000,
+        },
         tx: Counter::default(),
         rates: Rates::default(),
-        per_hook: vec![("tc_ingress", stats(2)), ("tc_egress", PacketStats::default())],
+        per_hook: vec![
+            ("tc_ingress", stats(2)),
+            ("tc_egress", PacketStats::default()),
+        ],
     };
     Snapshot {
         version: "0.0.0-golden",
@@ -69,8 +114,16 @@ fn snapshot() -> Snapshot {
         },
         interfaces: vec![eth0, wan],
         maps: vec![
-            MapFill { name: "packet_stats", entries: 5, capacity: 192 },
-            MapFill { name: "flow_stats", entries: 2, capacity: 65536 },
+            MapFill {
+                name: "packet_stats",
+                entries: 5,
+                capacity: 192,
+            },
+            MapFill {
+                name: "flow_stats",
+                entries: 2,
+                capacity: 65536,
+            },
         ],
         flow_table: FlowTable {
             entries: 2,
@@ -91,9 +144,18 @@ fn snapshot() -> Snapshot {
                 idle_seconds: 0.25,
             }],
         },
-        events: EventCounters { received_total: 3, flow_admission_limited_total: 3 },
+        events: EventCounters {
+            received_total: 3,
+            flow_admission_limited_total: 3,
+        },
         interface_changes: vec![
-            InterfaceChange { at: 1_700_000_001.0, interface: "eth0".into(), ifindex: 2, change: "attached", error: None },
+            InterfaceChange {
+                at: 1_700_000_001.0,
+                interface: "eth0".into(),
+                ifindex: 2,
+                change: "attached",
+                error: None,
+            },
             InterfaceChange {
                 at: 1_700_000_002.0,
                 interface: "wwan0".into(),
@@ -102,7 +164,11 @@ fn snapshot() -> Snapshot {
                 error: Some("attaching tc_ingress to wwan0 failed".into()),
             },
         ],
-        interface_changes_total: ChangeCounters { attached: 1, vanished: 0, refused: 1 },
+        interface_changes_total: ChangeCounters {
+            attached: 1,
+            vanished: 0,
+            refused: 1,
+        },
         sockets: None,
         security: Default::default(),
     }
@@ -119,7 +185,10 @@ fn metrics_match_golden() {
 
 #[test]
 fn status_matches_golden() {
-    check("status.json", &(serde_json::to_string_pretty(&snapshot()).unwrap() + "\n"));
+    check(
+        "status.json",
+        &(serde_json::to_string_pretty(&snapshot()).unwrap() + "\n"),
+    );
 }
 
 #[test]

@@ -4,8 +4,9 @@
 //! field of /status). `UPDATE_GOLDEN=1 cargo test --test golden_sockets`
 //! rewrites them after an intended change; review the diff.
 
-
-use netprobe::sockets::model::{ConnEntry, ConnTable, Histogram, SocketCounters, DURATION_BUCKETS, SRTT_BUCKETS};
+use netprobe::sockets::model::{
+    ConnEntry, ConnTable, Histogram, SocketCounters, DURATION_BUCKETS, SRTT_BUCKETS,
+};
 use netprobe::sockets::{render_metrics, Direction, SocketSnapshot};
 
 mod golden_file;
@@ -102,7 +103,10 @@ fn socket_metrics_match_golden() {
 
 #[test]
 fn socket_status_matches_golden() {
-    check("sockets_status.json", &(serde_json::to_string_pretty(&snapshot()).unwrap() + "\n"));
+    check(
+        "sockets_status.json",
+        &(serde_json::to_string_pretty(&snapshot()).unwrap() + "\n"),
+    );
 }
 
 #[test]
@@ -120,8 +124,11 @@ fn disabled_layer() {
 fn no_address_port_or_process_in_labels() {
     let mut m = String::new();
     render_metrics(&snapshot(), &mut m);
-    let labels: String =
-        m.lines().filter(|l| !l.starts_with('#')).filter_map(|l| Some(&l[l.find('{')?..=l.rfind('}')?])).collect();
+    let labels: String = m
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| Some(&l[l.find('{')?..=l.rfind('}')?]))
+        .collect();
     assert!(!labels.is_empty());
     for bad in ["198.18", "2001:db8", "443", "40001", "curl", "4242"] {
         assert!(!labels.contains(bad), "{bad} leaked into /metrics labels");

@@ -963,8 +963,15 @@ fn flood_skips_unseen_flows_and_finds_idle_ones_again() {
     for _ in 0..5 {
         p.run(Prog::Xdp, &b, LO);
     }
-    assert_eq!(p.flow(&b_key).unwrap().rx.packets, 1 + counted + 5, "stamped again");
-    assert!(p.flow(&udp_flow(7).1).is_none(), "flood flows never inserted");
+    assert_eq!(
+        p.flow(&b_key).unwrap().rx.packets,
+        1 + counted + 5,
+        "stamped again"
+    );
+    assert!(
+        p.flow(&udp_flow(7).1).is_none(),
+        "flood flows never inserted"
+    );
 }
 
 #[test]

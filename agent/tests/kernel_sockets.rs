@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use netprobe::collector::boottime_ns;
 use netprobe::sockets::{
-    EventKind, NetnsScope, Outcome, SocketConfig, SocketEvent, SocketProbes, SocketProbesMode, KERNEL_BTF,
+    EventKind, NetnsScope, Outcome, SocketConfig, SocketEvent, SocketProbes, SocketProbesMode,
+    KERNEL_BTF,
 };
 
 mod common;
@@ -43,7 +44,12 @@ fn in_private_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send 
         .spawn(move || {
             // SAFETY: unshare affects only this thread.
             let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+            assert_eq!(
+                r,
+                0,
+                "unshare(CLONE_NEWNET): {}",
+                std::io::Error::last_os_error()
+            );
             lo_up();
             f()
         })
@@ -63,7 +69,11 @@ fn lo_up() {
         }
         assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut ifr), 0);
         ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &ifr), 0, "bringing lo up");
+        assert_eq!(
+            libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &ifr),
+            0,
+            "bringing lo up"
+        );
         libc::close(fd);
     }
     // IPv6 ::1 appears with lo up; wait for it (bounded).
@@ -79,13 +89,23 @@ fn lo_up() {
 /// The Tcp: line of this thread's namespace.
 fn snmp() -> HashMap<String, i64> {
     let text = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
-    let lines: Vec<Vec<&str>> =
-        text.lines().filter(|l| l.starts_with("Tcp:")).map(|l| l.split_whitespace().collect()).collect();
-    lines[0][1..].iter().zip(&lines[1][1..]).map(|(k, v)| (k.to_string(), v.parse().unwrap())).collect()
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.starts_with("Tcp:"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    lines[0][1..]
+        .iter()
+        .zip(&lines[1][1..])
+        .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+        .collect()
 }
 
 fn set_linger_zero(s: &TcpStream) {
-    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     // SAFETY: valid fd and option buffer.
     let r = unsafe {
         libc::setsockopt(
@@ -147,7 +167,11 @@ fn counts_equal_snmp_in_a_private_namespace() {
         probes.add_hook(Box::new(move |e| sink.lock().unwrap().push(e.clone())));
         let k0 = snmp();
         let s0 = probes.snapshot(boottime_ns()).counters;
-        assert_eq!(s0.opened_active + s0.opened_passive, 0, "a new namespace has no connections");
+        assert_eq!(
+            s0.opened_active + s0.opened_passive,
+            0,
+            "a new namespace has no connections"
+        );
 
         let l4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let l6 = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
@@ -169,27 +193,53 @@ fn counts_equal_snmp_in_a_private_namespace() {
         std::thread::sleep(Duration::from_millis(50)); // let the last ACKs in
         let snap = probes.snapshot(boottime_ns());
         let k_held = snmp();
-        assert_eq!(snap.counters.established, k_held["CurrEstab"] as u64, "established gauge vs CurrEstab");
+        assert_eq!(
+            snap.counters.established, k_held["CurrEstab"] as u64,
+            "established gauge vs CurrEstab"
+        );
         assert_eq!(snap.counters.established, 6);
         assert_eq!(snap.connections.entries, 6, "{:?}", snap.connections);
         let busiest = &snap.connections.busiest;
         assert_eq!(busiest.len(), 6);
         // bytes_acked counts the SYN too, as `ss -i` shows it.
-        assert_eq!(busiest[0].bytes_sent.max(busiest[0].bytes_received), 60_001, "{busiest:?}");
-        let client = busiest.iter().find(|c| c.bytes_sent == 60_001).expect("the client side of the busiest");
+        assert_eq!(
+            busiest[0].bytes_sent.max(busiest[0].bytes_received),
+            60_001,
+            "{busiest:?}"
+        );
+        let client = busiest
+            .iter()
+            .find(|c| c.bytes_sent == 60_001)
+            .expect("the client side of the busiest");
         assert_eq!(client.direction, netprobe::sockets::Direction::Active);
         assert_eq!(client.pid, Some(std::process::id()));
         assert_eq!(client.comm.as_deref(), Some("np-sock-test"));
-        assert!(client.srtt_seconds.is_some_and(|s| s > 0.0 && s < 1.0), "{client:?}");
+        assert!(
+            client.srtt_seconds.is_some_and(|s| s > 0.0 && s < 1.0),
+            "{client:?}"
+        );
         let server = busiest.iter().find(|c| c.bytes_received == 60_000).unwrap();
         assert_eq!(server.direction, netprobe::sockets::Direction::Passive);
         assert_eq!(server.local_port, l4.local_addr().unwrap().port());
-        assert_eq!(server.pid, Some(std::process::id()), "passive: the listener's process");
+        assert_eq!(
+            server.pid,
+            Some(std::process::id()),
+            "passive: the listener's process"
+        );
         let longest = &snap.connections.longest_lived;
-        assert!(longest.windows(2).all(|w| w[0].duration_seconds >= w[1].duration_seconds), "{longest:?}");
+        assert!(
+            longest
+                .windows(2)
+                .all(|w| w[0].duration_seconds >= w[1].duration_seconds),
+            "{longest:?}"
+        );
 
         // Refused (no listener): a failure and a reset each way.
-        for ip in [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into(), Ipv4Addr::LOCALHOST.into()] {
+        for ip in [
+            Ipv4Addr::LOCALHOST.into(),
+            Ipv6Addr::LOCALHOST.into(),
+            Ipv4Addr::LOCALHOST.into(),
+        ] {
             let e = TcpStream::connect(closed_port(ip)).unwrap_err();
             assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
         }
@@ -200,7 +250,9 @@ fn counts_equal_snmp_in_a_private_namespace() {
             let (closer, mut other) = if rst_by_server { (a, c) } else { (c, a) };
             set_linger_zero(&closer);
             drop(closer);
-            other.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            other
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
             let e = other.read(&mut [0u8; 4]).unwrap_err();
             assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
         }
@@ -221,10 +273,21 @@ fn counts_equal_snmp_in_a_private_namespace() {
             ("RetransSegs", s1.retransmitted_segments),
         ];
         for (k, v) in pairs {
-            assert_eq!(v, delta(&k0, &k1, k), "{k}: probes {v}, /proc/net/snmp delta {}", delta(&k0, &k1, k));
-            eprintln!("ok: {k}: probes {v} = /proc/net/snmp delta {}", delta(&k0, &k1, k));
+            assert_eq!(
+                v,
+                delta(&k0, &k1, k),
+                "{k}: probes {v}, /proc/net/snmp delta {}",
+                delta(&k0, &k1, k)
+            );
+            eprintln!(
+                "ok: {k}: probes {v} = /proc/net/snmp delta {}",
+                delta(&k0, &k1, k)
+            );
         }
-        assert_eq!((s1.opened_active, s1.opened_passive, s1.failed), (20, 17, 3));
+        assert_eq!(
+            (s1.opened_active, s1.opened_passive, s1.failed),
+            (20, 17, 3)
+        );
         // Kernels from 6.10 trace every RST they count in OutRsts; older ones
         // only those sent from a full socket.
         let outrsts = delta(&k0, &k1, "OutRsts");
@@ -239,10 +302,19 @@ fn counts_equal_snmp_in_a_private_namespace() {
         assert_eq!(s1.events_lost, 0);
 
         let evs = events.lock().unwrap();
-        let closed: Vec<&SocketEvent> = evs.iter().filter(|e| matches!(e.kind, EventKind::Closed(_))).collect();
-        assert_eq!(closed.len() as u64, s1.opened_active + s1.opened_passive, "one close event per connection");
-        let failed: Vec<&&SocketEvent> =
-            closed.iter().filter(|e| e.kind == EventKind::Closed(Outcome::Failed)).collect();
+        let closed: Vec<&SocketEvent> = evs
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Closed(_)))
+            .collect();
+        assert_eq!(
+            closed.len() as u64,
+            s1.opened_active + s1.opened_passive,
+            "one close event per connection"
+        );
+        let failed: Vec<&&SocketEvent> = closed
+            .iter()
+            .filter(|e| e.kind == EventKind::Closed(Outcome::Failed))
+            .collect();
         assert_eq!(failed.len(), 3);
         for f in &failed {
             assert_eq!(f.error, libc::ECONNREFUSED as u32);
@@ -252,14 +324,23 @@ fn counts_equal_snmp_in_a_private_namespace() {
             assert_eq!(f.state, "syn_sent");
         }
         assert_eq!(failed.iter().filter(|f| f.family == "ipv6").count(), 1);
-        let resets_in = evs.iter().filter(|e| e.kind == EventKind::ResetReceived).count();
+        let resets_in = evs
+            .iter()
+            .filter(|e| e.kind == EventKind::ResetReceived)
+            .count();
         assert_eq!(resets_in, 5);
         let srtt = closed.iter().filter(|e| e.srtt_seconds > 0.0).count();
         assert!(srtt >= 30, "RTT samples at close: {srtt}");
         let snap = probes.snapshot(boottime_ns());
         assert_eq!(snap.connections.recent_failures.len(), 3);
-        assert_eq!(snap.connections.recent_failures[0].error.as_deref(), Some("ECONNREFUSED"));
-        assert_eq!(snap.connections.entries, 0, "every connection closed: the table is empty");
+        assert_eq!(
+            snap.connections.recent_failures[0].error.as_deref(),
+            Some("ECONNREFUSED")
+        );
+        assert_eq!(
+            snap.connections.entries, 0,
+            "every connection closed: the table is empty"
+        );
         assert!(snap.srtt.count >= 30 && snap.duration.count >= 30);
 
         // Another namespace's connections are not counted.
@@ -288,13 +369,18 @@ fn connections_open_before_load_are_found() {
 
         let mut probes = SocketProbes::load(&config()).unwrap_or_else(|e| panic!("{e}"));
         let snap = probes.snapshot(boottime_ns());
-        assert_eq!(snap.counters.established, 2, "both ends, found by the iterator");
+        assert_eq!(
+            snap.counters.established, 2,
+            "both ends, found by the iterator"
+        );
         assert_eq!(snmp()["CurrEstab"], 2);
         assert!(snap.live_stats);
         let mut conns = snap.connections.longest_lived.clone();
         conns.sort_by_key(|c| c.bytes_sent);
         assert_eq!(conns.len(), 2);
-        assert!(conns.iter().all(|c| c.since_agent_start && c.direction == netprobe::sockets::Direction::Unknown));
+        assert!(conns
+            .iter()
+            .all(|c| c.since_agent_start && c.direction == netprobe::sockets::Direction::Unknown));
         assert_eq!(conns[1].bytes_sent, 5001);
         assert_eq!(conns[0].bytes_received, 5000);
         // Closing them is counted once, without opens the probes never saw.
@@ -318,22 +404,34 @@ fn co_re_relocates_against_debian_6_1() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../build/.cache/btf");
     for arch in ["x86_64", "arm64"] {
         let path = dir.join(format!("debian-6.1-{arch}.btf"));
-        assert!(path.exists(), "{} is missing: run build/vmlinux.sh --btf", path.display());
+        assert!(
+            path.exists(),
+            "{} is missing: run build/vmlinux.sh --btf",
+            path.display()
+        );
         let btf = aya::Btf::parse_file(&path, aya::Endianness::default())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         // The attach targets: each tracepoint's BTF prototype and the TCP
         // iterator (names in the BTF string section).
         let raw = std::fs::read(&path).unwrap();
         let has = |name: &str| {
-            raw.windows(name.len() + 2)
-                .any(|w| w[0] == 0 && &w[1..=name.len()] == name.as_bytes() && w[name.len() + 1] == 0)
+            raw.windows(name.len() + 2).any(|w| {
+                w[0] == 0 && &w[1..=name.len()] == name.as_bytes() && w[name.len() + 1] == 0
+            })
         };
         for (_, tp) in netprobe::probes::SOCK_TRACEPOINTS {
-            assert!(has(&format!("btf_trace_{tp}")), "{}: no tracepoint {tp}", path.display());
+            assert!(
+                has(&format!("btf_trace_{tp}")),
+                "{}: no tracepoint {tp}",
+                path.display()
+            );
         }
         assert!(has("bpf_iter_tcp"), "{}: no TCP iterator", path.display());
         // Relocation happens in load(), before any program reaches the kernel.
-        match aya::EbpfLoader::new().btf(Some(&btf)).load(netprobe::probes::socket_object()) {
+        match aya::EbpfLoader::new()
+            .btf(Some(&btf))
+            .load(netprobe::probes::socket_object())
+        {
             Ok(_) => eprintln!("ok: socket.bpf.o relocates against {}", path.display()),
             Err(e) => {
                 let mut msg = e.to_string();

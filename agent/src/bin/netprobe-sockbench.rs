@@ -55,7 +55,8 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(), String> {
     private_namespace()?;
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("listen: {e}"))?;
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("listen: {e}"))?;
     let trial = Duration::from_secs_f64(args.seconds);
     // Warm up: the first connections pay for caches and allocations.
     connect_loop(&listener, Duration::from_millis(200))?;
@@ -71,7 +72,10 @@ fn run(args: &Args) -> Result<(), String> {
         "netprobe-sockbench: loopback connect/accept/close, {} trials of {:.1} s each way, alternated, private network namespace",
         args.trials, args.seconds
     );
-    println!("{:>5}  {:>6}  {:>10}  {:>8}", "trial", "probes", "conns/s", "events");
+    println!(
+        "{:>5}  {:>6}  {:>10}  {:>8}",
+        "trial", "probes", "conns/s", "events"
+    );
     let (mut off, mut on) = (Vec::new(), Vec::new());
     let (mut events_total, mut lost_total, mut opens_total) = (0u64, 0u64, 0u64);
     for t in 1..=args.trials {
@@ -162,7 +166,10 @@ fn median(v: &mut [f64]) -> f64 {
 fn private_namespace() -> Result<(), String> {
     // SAFETY: called before any thread is started.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        return Err(format!("unshare(CLONE_NEWNET): {} (run as root)", std::io::Error::last_os_error()));
+        return Err(format!(
+            "unshare(CLONE_NEWNET): {} (run as root)",
+            std::io::Error::last_os_error()
+        ));
     }
     // SAFETY: plain ioctls on a socket of the new namespace.
     unsafe {
@@ -180,9 +187,10 @@ fn private_namespace() -> Result<(), String> {
         }
         libc::close(fd);
     }
-    for (path, value) in
-        [("/proc/sys/net/ipv4/tcp_tw_reuse", "1"), ("/proc/sys/net/ipv4/ip_local_port_range", "1024 65535")]
-    {
+    for (path, value) in [
+        ("/proc/sys/net/ipv4/tcp_tw_reuse", "1"),
+        ("/proc/sys/net/ipv4/ip_local_port_range", "1024 65535"),
+    ] {
         std::fs::write(path, value).map_err(|e| format!("{path}: {e}"))?;
     }
     Ok(())

@@ -63,8 +63,14 @@ pub struct Clock {
 
 impl Clock {
     pub fn now() -> Clock {
-        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
-        Clock { unix, boot_ns: crate::collector::boottime_ns() }
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        Clock {
+            unix,
+            boot_ns: crate::collector::boottime_ns(),
+        }
     }
     fn unix_of(&self, boot_ns: u64) -> f64 {
         self.unix - (self.boot_ns.saturating_sub(boot_ns) as f64 / 1e9)
@@ -148,8 +154,14 @@ pub struct BlockDecision {
 /// What the caller must do in the kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    Block { source: IpAddr, kind: u32, expires_boot_ns: u64 },
-    Unblock { source: IpAddr },
+    Block {
+        source: IpAddr,
+        kind: u32,
+        expires_boot_ns: u64,
+    },
+    Unblock {
+        source: IpAddr,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -192,17 +204,29 @@ struct ProcState {
 fn blockable(kind: u32) -> bool {
     matches!(
         kind,
-        k::SCAN_VERTICAL | k::SCAN_HORIZONTAL | k::SYN_FLOOD | k::UDP_FLOOD | k::ICMP_FLOOD | k::DST_PPS | k::DST_BPS
+        k::SCAN_VERTICAL
+            | k::SCAN_HORIZONTAL
+            | k::SYN_FLOOD
+            | k::UDP_FLOOD
+            | k::ICMP_FLOOD
+            | k::DST_PPS
+            | k::DST_BPS
     )
 }
 
 fn flood(kind: u32) -> bool {
-    matches!(kind, k::SYN_FLOOD | k::UDP_FLOOD | k::ICMP_FLOOD | k::DST_PPS | k::DST_BPS)
+    matches!(
+        kind,
+        k::SYN_FLOOD | k::UDP_FLOOD | k::ICMP_FLOOD | k::DST_PPS | k::DST_BPS
+    )
 }
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
-        Engine { cfg, ..Default::default() }
+        Engine {
+            cfg,
+            ..Default::default()
+        }
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -215,11 +239,28 @@ impl Engine {
         let kind = ev.kind;
         let spoofed = flood(kind) && ev.sources > SPOOFED_SOURCES;
         let iface = matches!(kind, k::IFACE_PPS | k::IFACE_BPS);
-        let source = if spoofed || iface { None } else { Some(ev.src_ip()) };
-        let target = if iface { Target::Interface(ev.ifindex) } else { Target::Addr(ev.dst_ip()) };
-        let key = Key { kind, source, pid: 0, target };
+        let source = if spoofed || iface {
+            None
+        } else {
+            Some(ev.src_ip())
+        };
+        let target = if iface {
+            Target::Interface(ev.ifindex)
+        } else {
+            Target::Addr(ev.dst_ip())
+        };
+        let key = Key {
+            kind,
+            source,
+            pid: 0,
+            target,
+        };
         let seen = now.unix_of(ev.timestamp_ns);
-        let rate = if ev.window_ns > 0 { ev.value as f64 / (ev.window_ns as f64 / 1e9) } else { 0.0 };
+        let rate = if ev.window_ns > 0 {
+            ev.value as f64 / (ev.window_ns as f64 / 1e9)
+        } else {
+            0.0
+        };
         let mut actions = Vec::new();
 
         if let Some(a) = self.alerts.get_mut(&key) {
@@ -262,18 +303,29 @@ impl Engine {
                 a.count,
                 Duration::from_nanos(ev.window_ns),
                 a.rate,
-                if spoofed { " from many (random or spoofed) sources" } else { "" }
+                if spoofed {
+                    " from many (random or spoofed) sources"
+                } else {
+                    ""
+                }
             );
             self.alerts.insert(key, a);
         }
 
-        if let (Some(src), true, false) = (source, blockable(kind), self.cfg.mitigate == Mitigate::Off) {
+        if let (Some(src), true, false) =
+            (source, blockable(kind), self.cfg.mitigate == Mitigate::Off)
+        {
             if !crate::lists::contains(&self.cfg.allowlist, src) {
                 let expires_boot_ns = now.boot_ns + self.cfg.block_duration.as_nanos() as u64;
                 let fresh = !self.blocks.contains_key(&src);
                 if fresh && self.blocks.len() >= self.cfg.max_blocked {
                     // Full: the block closest to expiry makes room.
-                    if let Some(old) = self.blocks.values().min_by_key(|b| b.expires_boot_ns).map(|b| b.addr) {
+                    if let Some(old) = self
+                        .blocks
+                        .values()
+                        .min_by_key(|b| b.expires_boot_ns)
+                        .map(|b| b.addr)
+                    {
                         self.blocks.remove(&old);
                         actions.push(Action::Unblock { source: old });
                     }
@@ -292,7 +344,11 @@ impl Engine {
                 if fresh {
                     warn!(
                         "{} {src} for {:?} ({})",
-                        if self.cfg.mitigate == Mitigate::On { "blocking" } else { "dry-run: would block" },
+                        if self.cfg.mitigate == Mitigate::On {
+                            "blocking"
+                        } else {
+                            "dry-run: would block"
+                        },
                         self.cfg.block_duration,
                         kind_name(kind)
                     );
@@ -300,7 +356,11 @@ impl Engine {
                 if let Some(a) = self.alerts.get_mut(&key) {
                     a.mitigated = true;
                 }
-                actions.push(Action::Block { source: src, kind, expires_boot_ns });
+                actions.push(Action::Block {
+                    source: src,
+                    kind,
+                    expires_boot_ns,
+                });
             }
         }
         actions
@@ -314,8 +374,11 @@ impl Engine {
     pub fn ingest_conn(&mut self, ev: &SocketEvent, now: Clock) {
         let fail_thr = u64::from(self.cfg.conn_fail_threshold);
         let reset_thr = self.cfg.reset_peers_threshold as usize;
-        let failure = fail_thr > 0 && ev.kind == EventKind::Closed(Outcome::Failed) && ev.direction != Direction::Passive;
-        let reset = reset_thr > 0 && matches!(ev.kind, EventKind::ResetSent | EventKind::ResetReceived);
+        let failure = fail_thr > 0
+            && ev.kind == EventKind::Closed(Outcome::Failed)
+            && ev.direction != Direction::Passive;
+        let reset =
+            reset_thr > 0 && matches!(ev.kind, EventKind::ResetSent | EventKind::ResetReceived);
         if !failure && !reset {
             return;
         }
@@ -325,7 +388,12 @@ impl Engine {
         };
         if !self.procs.contains_key(&key) && self.procs.len() >= self.cfg.max_conn_procs.max(1) {
             // Full: the process seen least recently makes room.
-            if let Some(old) = self.procs.iter().min_by_key(|(_, s)| s.last_ns).map(|(k, _)| *k) {
+            if let Some(old) = self
+                .procs
+                .iter()
+                .min_by_key(|(_, s)| s.last_ns)
+                .map(|(k, _)| *k)
+            {
                 self.procs.remove(&old);
             }
         }
@@ -376,7 +444,13 @@ impl Engine {
                 st.reset_peers.push(ev.remote);
             }
             if st.reset_peers.len() >= reset_thr {
-                raise.push((RESET_PEERS, Target::Many, 0, st.reset_peers.len() as u64, !st.reset_alerted));
+                raise.push((
+                    RESET_PEERS,
+                    Target::Many,
+                    0,
+                    st.reset_peers.len() as u64,
+                    !st.reset_alerted,
+                ));
                 st.reset_alerted = true;
             }
         }
@@ -391,7 +465,12 @@ impl Engine {
         let seen = now.unix_of(t);
         let secs = self.cfg.conn_window.as_secs_f64();
         for (kind, target, port, count, crossing) in raise {
-            let key = Key { kind, source, pid, target };
+            let key = Key {
+                kind,
+                source,
+                pid,
+                target,
+            };
             let rate = if secs > 0.0 { count as f64 / secs } else { 0.0 };
             if let Some(a) = self.alerts.get_mut(&key) {
                 a.last_seen = a.last_seen.max(seen);
@@ -429,9 +508,17 @@ impl Engine {
                 a.kind,
                 a.source,
                 a.target,
-                if port != 0 { format!(" port {port}") } else { String::new() },
+                if port != 0 {
+                    format!(" port {port}")
+                } else {
+                    String::new()
+                },
                 a.count,
-                if kind == CONN_FAILURES { "failed outbound connections" } else { "distinct peers with resets" },
+                if kind == CONN_FAILURES {
+                    "failed outbound connections"
+                } else {
+                    "distinct peers with resets"
+                },
                 self.cfg.conn_window
             );
             self.alerts.insert(key, a);
@@ -459,7 +546,11 @@ impl Engine {
         let victim = self
             .alerts
             .iter()
-            .min_by(|a, b| (a.1.active, a.1.last_seen).partial_cmp(&(b.1.active, b.1.last_seen)).unwrap_or(std::cmp::Ordering::Equal))
+            .min_by(|a, b| {
+                (a.1.active, a.1.last_seen)
+                    .partial_cmp(&(b.1.active, b.1.last_seen))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
             .map(|(k, _)| *k);
         if let Some(v) = victim {
             self.alerts.remove(&v);
@@ -474,9 +565,14 @@ impl Engine {
         }
         // Connection-detector state whose windows are long over.
         let stale = 2 * self.cfg.conn_window.as_nanos() as u64;
-        self.procs.retain(|_, s| now.boot_ns.saturating_sub(s.last_ns) < stale);
-        let expired: Vec<IpAddr> =
-            self.blocks.values().filter(|b| b.expires_boot_ns <= now.boot_ns).map(|b| b.addr).collect();
+        self.procs
+            .retain(|_, s| now.boot_ns.saturating_sub(s.last_ns) < stale);
+        let expired: Vec<IpAddr> = self
+            .blocks
+            .values()
+            .filter(|b| b.expires_boot_ns <= now.boot_ns)
+            .map(|b| b.addr)
+            .collect();
         expired
             .into_iter()
             .map(|ip| {
@@ -520,13 +616,23 @@ impl Engine {
     /// Alerts, active first, then most recent first.
     pub fn alerts(&self) -> Vec<Alert> {
         let mut v: Vec<Alert> = self.alerts.values().cloned().collect();
-        v.sort_by(|a, b| b.active.cmp(&a.active).then(b.last_seen.partial_cmp(&a.last_seen).unwrap_or(std::cmp::Ordering::Equal)));
+        v.sort_by(|a, b| {
+            b.active.cmp(&a.active).then(
+                b.last_seen
+                    .partial_cmp(&a.last_seen)
+                    .unwrap_or(std::cmp::Ordering::Equal),
+            )
+        });
         v
     }
 
     pub fn blocks(&self) -> Vec<BlockDecision> {
         let mut v: Vec<BlockDecision> = self.blocks.values().cloned().collect();
-        v.sort_by(|a, b| a.since.partial_cmp(&b.since).unwrap_or(std::cmp::Ordering::Equal));
+        v.sort_by(|a, b| {
+            a.since
+                .partial_cmp(&b.since)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
         v
     }
 }
@@ -540,7 +646,14 @@ mod tests {
         [u32::from_ne_bytes(a), 0, 0, 0]
     }
 
-    fn ev(kind: u32, src: [u8; 4], dst: [u8; 4], t_ms: u64, value: u64, sources: u32) -> AlertEvent {
+    fn ev(
+        kind: u32,
+        src: [u8; 4],
+        dst: [u8; 4],
+        t_ms: u64,
+        value: u64,
+        sources: u32,
+    ) -> AlertEvent {
         AlertEvent {
             event_type: k::EVENT_ALERT,
             ifindex: 7,
@@ -559,7 +672,10 @@ mod tests {
     }
 
     fn at(ms: u64) -> Clock {
-        Clock { unix: 1_000_000.0 + ms as f64 / 1e3, boot_ns: ms * 1_000_000 }
+        Clock {
+            unix: 1_000_000.0 + ms as f64 / 1e3,
+            boot_ns: ms * 1_000_000,
+        }
     }
 
     const A: [u8; 4] = [198, 18, 0, 2];
@@ -570,12 +686,19 @@ mod tests {
     fn one_alert_per_key_however_many_records() {
         let mut e = Engine::new(EngineConfig::default());
         for i in 0..50 {
-            assert!(e.ingest(&ev(k::SYN_FLOOD, A, V, 100 * i, 400, 1), at(100 * i + 1)).is_empty(), "off: no blocks");
+            assert!(
+                e.ingest(&ev(k::SYN_FLOOD, A, V, 100 * i, 400, 1), at(100 * i + 1))
+                    .is_empty(),
+                "off: no blocks"
+            );
         }
         let al = e.alerts();
         assert_eq!(al.len(), 1);
         let a = &al[0];
-        assert_eq!((a.kind, a.source.as_str(), a.target.as_str(), a.port), ("syn_flood", "198.18.0.2", "198.18.0.1", 80));
+        assert_eq!(
+            (a.kind, a.source.as_str(), a.target.as_str(), a.port),
+            ("syn_flood", "198.18.0.2", "198.18.0.1", 80)
+        );
         assert_eq!(a.records, 50);
         assert_eq!(a.rate, 4000.0);
         assert_eq!(a.first_seen, 1_000_000.0);
@@ -597,14 +720,24 @@ mod tests {
         assert_eq!(e.active_by_kind()[k::SCAN_VERTICAL as usize], 0);
         e.ingest(&ev(k::SCAN_VERTICAL, A, V, 20_000, 30, 0), at(20_001));
         assert!(e.alerts()[0].active);
-        assert_eq!(e.raised()[k::SCAN_VERTICAL as usize], 1, "the same alert again, not a new one");
+        assert_eq!(
+            e.raised()[k::SCAN_VERTICAL as usize],
+            1,
+            "the same alert again, not a new one"
+        );
     }
 
     #[test]
     fn spoofed_floods_name_no_source_and_block_nothing() {
-        let mut e = Engine::new(EngineConfig { mitigate: Mitigate::On, ..Default::default() });
+        let mut e = Engine::new(EngineConfig {
+            mitigate: Mitigate::On,
+            ..Default::default()
+        });
         for i in 0..200u8 {
-            let acts = e.ingest(&ev(k::SYN_FLOOD, [10, 0, i, 1], V, u64::from(i), 300, 60), at(u64::from(i)));
+            let acts = e.ingest(
+                &ev(k::SYN_FLOOD, [10, 0, i, 1], V, u64::from(i), 300, 60),
+                at(u64::from(i)),
+            );
             assert!(acts.is_empty());
         }
         let al = e.alerts();
@@ -616,32 +749,80 @@ mod tests {
     #[test]
     fn mitigation_blocks_the_source_not_the_allowlist_and_expires() {
         let allow = crate::lists::parse("198.18.0.3\n").unwrap();
-        let mut e = Engine::new(EngineConfig { mitigate: Mitigate::On, allowlist: allow, ..Default::default() });
+        let mut e = Engine::new(EngineConfig {
+            mitigate: Mitigate::On,
+            allowlist: allow,
+            ..Default::default()
+        });
         let acts = e.ingest(&ev(k::UDP_FLOOD, A, V, 0, 5000, 1), at(0));
-        assert_eq!(acts, [Action::Block { source: "198.18.0.2".parse().unwrap(), kind: k::UDP_FLOOD, expires_boot_ns: 60_000_000_000 }]);
+        assert_eq!(
+            acts,
+            [Action::Block {
+                source: "198.18.0.2".parse().unwrap(),
+                kind: k::UDP_FLOOD,
+                expires_boot_ns: 60_000_000_000
+            }]
+        );
         assert!(e.alerts()[0].mitigated);
-        assert!(e.ingest(&ev(k::SCAN_VERTICAL, [198, 18, 0, 3], V, 0, 30, 0), at(0)).is_empty(), "allowlisted");
-        assert!(e.ingest(&ev(k::CLOSED_PORTS, A, V, 0, 300, 0), at(0)).is_empty(), "not a blockable kind");
+        assert!(
+            e.ingest(&ev(k::SCAN_VERTICAL, [198, 18, 0, 3], V, 0, 30, 0), at(0))
+                .is_empty(),
+            "allowlisted"
+        );
+        assert!(
+            e.ingest(&ev(k::CLOSED_PORTS, A, V, 0, 300, 0), at(0))
+                .is_empty(),
+            "not a blockable kind"
+        );
         assert_eq!(e.blocks().len(), 1);
         assert!(e.tick(at(59_000)).is_empty());
-        assert_eq!(e.tick(at(60_000)), [Action::Unblock { source: "198.18.0.2".parse().unwrap() }]);
+        assert_eq!(
+            e.tick(at(60_000)),
+            [Action::Unblock {
+                source: "198.18.0.2".parse().unwrap()
+            }]
+        );
         assert!(e.blocks().is_empty());
     }
 
     #[test]
     fn off_never_blocks_and_dry_run_decides_the_same_as_on() {
         let mut off = Engine::new(EngineConfig::default());
-        assert!(off.ingest(&ev(k::SCAN_HORIZONTAL, A, V, 0, 16, 0), at(0)).is_empty());
-        let mut dry = Engine::new(EngineConfig { mitigate: Mitigate::DryRun, ..Default::default() });
-        assert_eq!(dry.ingest(&ev(k::SCAN_HORIZONTAL, A, V, 0, 16, 0), at(0)).len(), 1);
+        assert!(off
+            .ingest(&ev(k::SCAN_HORIZONTAL, A, V, 0, 16, 0), at(0))
+            .is_empty());
+        let mut dry = Engine::new(EngineConfig {
+            mitigate: Mitigate::DryRun,
+            ..Default::default()
+        });
+        assert_eq!(
+            dry.ingest(&ev(k::SCAN_HORIZONTAL, A, V, 0, 16, 0), at(0))
+                .len(),
+            1
+        );
     }
 
     #[test]
     fn alerts_and_blocks_stay_bounded_under_random_scanners() {
-        let mut e = Engine::new(EngineConfig { mitigate: Mitigate::On, max_alerts: 32, max_blocked: 8, ..Default::default() });
+        let mut e = Engine::new(EngineConfig {
+            mitigate: Mitigate::On,
+            max_alerts: 32,
+            max_blocked: 8,
+            ..Default::default()
+        });
         for i in 0..10_000u32 {
             let b = i.to_be_bytes();
-            e.ingest(&ev(k::SCAN_VERTICAL, [10, b[1], b[2], b[3]], V, u64::from(i), 30, 0), at(u64::from(i)));
+            e.ingest(
+                &ev(
+                    k::SCAN_VERTICAL,
+                    [10, b[1], b[2], b[3]],
+                    V,
+                    u64::from(i),
+                    30,
+                    0,
+                ),
+                at(u64::from(i)),
+            );
         }
         assert_eq!(e.alerts().len(), 32);
         assert_eq!(e.blocks().len(), 8);
@@ -655,7 +836,10 @@ mod tests {
         e.ingest(&ev(k::IFACE_PPS, V, A, 0, 1, 0), at(0));
         let al = e.alerts();
         assert_eq!(al.len(), 1);
-        assert_eq!((al[0].source.as_str(), al[0].target.as_str()), ("", "interface:7"));
+        assert_eq!(
+            (al[0].source.as_str(), al[0].target.as_str()),
+            ("", "interface:7")
+        );
     }
 
     fn conn(kind: EventKind, pid: Option<u32>, peer: [u8; 4], t_ms: u64) -> SocketEvent {
@@ -695,14 +879,20 @@ mod tests {
         let al = e.alerts();
         assert_eq!(al.len(), 1);
         let a = &al[0];
-        assert_eq!((a.kind, a.source.as_str(), a.target.as_str(), a.port), ("conn_failures", "curl[42]", "198.18.1.2", 7009));
+        assert_eq!(
+            (a.kind, a.source.as_str(), a.target.as_str(), a.port),
+            ("conn_failures", "curl[42]", "198.18.1.2", 7009)
+        );
         assert_eq!((a.count, a.records), (25, 1));
         assert_eq!(e.raised()[CONN_FAILURES as usize], 1);
         assert_eq!(e.active_by_kind()[CONN_FAILURES as usize], 1);
         // Other peers: the target is many.
         let mut e = Engine::new(EngineConfig::default());
         for i in 0..25u8 {
-            e.ingest_conn(&conn(REFUSED, Some(42), [198, 18, 1, i], u64::from(i)), at(u64::from(i)));
+            e.ingest_conn(
+                &conn(REFUSED, Some(42), [198, 18, 1, i], u64::from(i)),
+                at(u64::from(i)),
+            );
         }
         assert_eq!(e.alerts()[0].target, "many");
     }
@@ -730,12 +920,22 @@ mod tests {
     fn resets_to_many_peers_raise_reset_peers_but_not_to_one() {
         let mut e = Engine::new(EngineConfig::default());
         for i in 0..12u8 {
-            let kind = if i % 2 == 0 { EventKind::ResetSent } else { EventKind::ResetReceived };
-            e.ingest_conn(&conn(kind, None, [198, 18, 1, 10 + i], u64::from(i)), at(u64::from(i)));
+            let kind = if i % 2 == 0 {
+                EventKind::ResetSent
+            } else {
+                EventKind::ResetReceived
+            };
+            e.ingest_conn(
+                &conn(kind, None, [198, 18, 1, 10 + i], u64::from(i)),
+                at(u64::from(i)),
+            );
         }
         let al = e.alerts();
         assert_eq!(al.len(), 1);
-        assert_eq!((al[0].kind, al[0].source.as_str(), al[0].target.as_str()), ("reset_peers", "198.18.1.1", "many"));
+        assert_eq!(
+            (al[0].kind, al[0].source.as_str(), al[0].target.as_str()),
+            ("reset_peers", "198.18.1.1", "many")
+        );
         assert_eq!(al[0].count, 10);
         let mut e = Engine::new(EngineConfig::default());
         for i in 0..200 {
@@ -746,10 +946,16 @@ mod tests {
 
     #[test]
     fn connection_state_stays_bounded_under_many_processes() {
-        let mut e = Engine::new(EngineConfig { max_alerts: 32, ..Default::default() });
+        let mut e = Engine::new(EngineConfig {
+            max_alerts: 32,
+            ..Default::default()
+        });
         for pid in 0..10_000u32 {
             for j in 0..2 {
-                e.ingest_conn(&conn(REFUSED, Some(pid + 1), B, u64::from(pid)), at(u64::from(pid) + j));
+                e.ingest_conn(
+                    &conn(REFUSED, Some(pid + 1), B, u64::from(pid)),
+                    at(u64::from(pid) + j),
+                );
             }
         }
         assert_eq!(e.conn_procs(), 1024);
@@ -757,9 +963,16 @@ mod tests {
         e.tick(at(10_000 + 20_001));
         assert_eq!(e.conn_procs(), 0, "stale windows are dropped");
         // Alerts bounded as well.
-        let mut e = Engine::new(EngineConfig { conn_fail_threshold: 1, max_alerts: 32, ..Default::default() });
+        let mut e = Engine::new(EngineConfig {
+            conn_fail_threshold: 1,
+            max_alerts: 32,
+            ..Default::default()
+        });
         for pid in 0..10_000u32 {
-            e.ingest_conn(&conn(REFUSED, Some(pid + 1), B, u64::from(pid)), at(u64::from(pid)));
+            e.ingest_conn(
+                &conn(REFUSED, Some(pid + 1), B, u64::from(pid)),
+                at(u64::from(pid)),
+            );
         }
         assert_eq!(e.alerts().len(), 32);
         assert_eq!(e.conn_procs(), 1024);

@@ -53,8 +53,13 @@ fn err(map: &'static str) -> impl Fn(aya::maps::MapError) -> String {
     move |e| format!("map {map}: {e}")
 }
 
-fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(bpf: &mut Ebpf, name: &'static str) -> Result<T, String> {
-    let m = bpf.take_map(name).ok_or_else(|| format!("probe object has no map {name}"))?;
+fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+    bpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<T, String> {
+    let m = bpf
+        .take_map(name)
+        .ok_or_else(|| format!("probe object has no map {name}"))?;
     T::try_from(m).map_err(err(name))
 }
 
@@ -89,7 +94,8 @@ impl DetectMaps {
             ("allowlist", &cfg.allowlist, &mut self.allowlist),
         ] {
             for c in list {
-                trie.insert(&lpm(c), Rule::default(), 0).map_err(|e| format!("{name} rule {c}: {e}"))?;
+                trie.insert(&lpm(c), Rule::default(), 0)
+                    .map_err(|e| format!("{name} rule {c}: {e}"))?;
                 self.rules.push((name, *c));
             }
         }
@@ -99,7 +105,9 @@ impl DetectMaps {
                 words[usize::from(*p) / 64] |= 1 << (p % 64);
             }
             for (i, w) in words.iter().enumerate() {
-                self.allowed_ports.set(i as u32, w, 0).map_err(err(probes::MAP_ALLOWED_PORTS))?;
+                self.allowed_ports
+                    .set(i as u32, w, 0)
+                    .map_err(err(probes::MAP_ALLOWED_PORTS))?;
             }
         }
         Ok(())
@@ -109,10 +117,23 @@ impl DetectMaps {
     pub fn apply(&mut self, actions: &[Action]) {
         for a in actions {
             let r = match a {
-                Action::Block { source, kind, expires_boot_ns } => {
+                Action::Block {
+                    source,
+                    kind,
+                    expires_boot_ns,
+                } => {
                     let key = LpmKey::new(*source, if source.is_ipv4() { 32 } else { 128 });
                     let hits = self.blocked.get(&key, 0).map(|b| b.hits).unwrap_or(0);
-                    self.blocked.insert(key, Block { expires_ns: *expires_boot_ns, hits, kind: *kind, pad: 0 }, 0)
+                    self.blocked.insert(
+                        key,
+                        Block {
+                            expires_ns: *expires_boot_ns,
+                            hits,
+                            kind: *kind,
+                            pad: 0,
+                        },
+                        0,
+                    )
                 }
                 Action::Unblock { source } => {
                     let key = LpmKey::new(*source, if source.is_ipv4() { 32 } else { 128 });
@@ -123,7 +144,10 @@ impl DetectMaps {
                 }
             };
             if let Err(e) = r {
-                log::warn!("mitigation: {a:?}: map {}: {e}", probes::MAP_BLOCKED_SOURCES);
+                log::warn!(
+                    "mitigation: {a:?}: map {}: {e}",
+                    probes::MAP_BLOCKED_SOURCES
+                );
             }
         }
     }
@@ -134,7 +158,12 @@ impl DetectMaps {
     /// A map read failed.
     pub fn read(&self) -> Result<KernelReading, String> {
         let mut out = KernelReading::default();
-        for v in self.stats.get(&0, 0).map_err(err(probes::MAP_DETECT_STATS))?.iter() {
+        for v in self
+            .stats
+            .get(&0, 0)
+            .map_err(err(probes::MAP_DETECT_STATS))?
+            .iter()
+        {
             out.stats.add(v);
         }
         for item in self.blocked.iter() {
@@ -148,15 +177,26 @@ impl DetectMaps {
                 b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
             }
             let ip = std::net::Ipv6Addr::from(b);
-            let ip = ip.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(ip));
+            let ip = ip
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(ip));
             out.block_hits.insert(ip, v.hits);
         }
         // Bounded: /status lists the first MAX_RULES_SHOWN rules.
         for (list, c) in self.rules.iter().take(MAX_RULES_SHOWN) {
-            let trie = if *list == "blocklist" { &self.blocklist } else { &self.allowlist };
+            let trie = if *list == "blocklist" {
+                &self.blocklist
+            } else {
+                &self.allowlist
+            };
             // get() is a longest-prefix match: ask with the rule's own key.
             let hits = trie.get(&lpm(c), 0).map(|r| r.hits).unwrap_or(0);
-            out.rules.push(RuleHits { list, rule: c.to_string(), hits });
+            out.rules.push(RuleHits {
+                list,
+                rule: c.to_string(),
+                hits,
+            });
         }
         Ok(out)
     }

@@ -31,7 +31,9 @@ impl std::str::FromStr for Mitigate {
             "off" => Ok(Mitigate::Off),
             "dry-run" => Ok(Mitigate::DryRun),
             "on" => Ok(Mitigate::On),
-            _ => Err(format!("unknown mitigate mode '{s}': expected off, dry-run or on")),
+            _ => Err(format!(
+                "unknown mitigate mode '{s}': expected off, dry-run or on"
+            )),
         }
     }
 }
@@ -197,22 +199,41 @@ impl DetectConfig {
     pub fn globals(&self) -> Vec<(&'static str, Global)> {
         let fw = self.flood_window;
         let w32 = |r: u64| Global::U32(per_window(r, fw).min(u64::from(u32::MAX)) as u32);
-        let lists = u32::from(!self.blocklist.is_empty()) | (u32::from(!self.allowlist.is_empty()) << 1);
+        let lists =
+            u32::from(!self.blocklist.is_empty()) | (u32::from(!self.allowlist.is_empty()) << 1);
         vec![
             ("cfg_detect", Global::U32(u32::from(self.enabled))),
-            ("cfg_scan_window_ns", Global::U64(self.scan_window.as_nanos() as u64)),
-            ("cfg_scan_port_bits", Global::U32(sketch_bits(self.scan_ports))),
-            ("cfg_scan_host_bits", Global::U32(sketch_bits(self.scan_hosts))),
+            (
+                "cfg_scan_window_ns",
+                Global::U64(self.scan_window.as_nanos() as u64),
+            ),
+            (
+                "cfg_scan_port_bits",
+                Global::U32(sketch_bits(self.scan_ports)),
+            ),
+            (
+                "cfg_scan_host_bits",
+                Global::U32(sketch_bits(self.scan_hosts)),
+            ),
             ("cfg_flood_window_ns", Global::U64(fw.as_nanos() as u64)),
             ("cfg_syn_flood", w32(self.syn_flood_rate)),
             ("cfg_udp_flood", w32(self.udp_flood_rate)),
             ("cfg_icmp_flood", w32(self.icmp_flood_rate)),
             ("cfg_dst_pps", w32(self.dst_pps)),
-            ("cfg_dst_bytes", Global::U64(per_window(self.dst_bps / 8, fw))),
+            (
+                "cfg_dst_bytes",
+                Global::U64(per_window(self.dst_bps / 8, fw)),
+            ),
             ("cfg_iface_pps", w32(self.iface_pps)),
-            ("cfg_iface_bytes", Global::U64(per_window(self.iface_bps / 8, fw))),
+            (
+                "cfg_iface_bytes",
+                Global::U64(per_window(self.iface_bps / 8, fw)),
+            ),
             ("cfg_closed_ports", w32(self.closed_port_rate)),
-            ("cfg_port_policy", Global::U32(u32::from(self.allowed_ports.is_some()))),
+            (
+                "cfg_port_policy",
+                Global::U32(u32::from(self.allowed_ports.is_some())),
+            ),
             ("cfg_lists", Global::U32(lists)),
             ("cfg_mitigate", Global::U32(self.mitigate.probe_value())),
             ("cfg_scan_mask", Global::U32(self.scan_slots - 1)),
@@ -232,8 +253,14 @@ pub fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let lo: u16 = a.trim().parse().map_err(|_| format!("port '{part}' is not a number from 0 to 65535"))?;
-        let hi: u16 = b.trim().parse().map_err(|_| format!("port '{part}' is not a number from 0 to 65535"))?;
+        let lo: u16 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("port '{part}' is not a number from 0 to 65535"))?;
+        let hi: u16 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("port '{part}' is not a number from 0 to 65535"))?;
         if lo > hi {
             return Err(format!("port range '{part}' is backwards"));
         }
@@ -247,9 +274,14 @@ pub fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
 
 /// A power of two in range, for the sketch tables.
 pub fn parse_slots(s: &str) -> Result<u32, String> {
-    let v: u32 = s.trim().parse().map_err(|_| format!("table size '{s}' is not a whole number"))?;
+    let v: u32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("table size '{s}' is not a whole number"))?;
     if !(64..=1 << 22).contains(&v) || !v.is_power_of_two() {
-        return Err(format!("table size {v} must be a power of two from 64 to 4194304"));
+        return Err(format!(
+            "table size {v} must be a power of two from 64 to 4194304"
+        ));
     }
     Ok(v)
 }
@@ -278,14 +310,24 @@ mod tests {
         assert_eq!(sketch_bits(100_000), 256);
         let g = DetectConfig::default().globals();
         assert!(g.contains(&("cfg_syn_flood", Global::U32(300))));
-        assert!(g.contains(&("cfg_mitigate", Global::U32(0))), "off by default");
+        assert!(
+            g.contains(&("cfg_mitigate", Global::U32(0))),
+            "off by default"
+        );
         assert!(g.contains(&("cfg_lists", Global::U32(0))));
     }
 
     #[test]
     fn flags_values() {
-        assert_eq!(parse_ports("22, 80,8000-8002").unwrap(), [22, 80, 8000, 8001, 8002]);
-        assert!(parse_ports("70000").is_err() && parse_ports("9-3").is_err() && parse_ports("").is_err());
+        assert_eq!(
+            parse_ports("22, 80,8000-8002").unwrap(),
+            [22, 80, 8000, 8001, 8002]
+        );
+        assert!(
+            parse_ports("70000").is_err()
+                && parse_ports("9-3").is_err()
+                && parse_ports("").is_err()
+        );
         assert_eq!("dry-run".parse::<Mitigate>(), Ok(Mitigate::DryRun));
         assert!("yes".parse::<Mitigate>().is_err());
         assert_eq!(parse_slots("4096"), Ok(4096));
@@ -297,7 +339,9 @@ mod tests {
 pub fn parse_max_alerts(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(v) if (1..=100_000).contains(&v) => Ok(v),
-        _ => Err(format!("max alerts '{s}' is not a whole number from 1 to 100000")),
+        _ => Err(format!(
+            "max alerts '{s}' is not a whole number from 1 to 100000"
+        )),
     }
 }
 
@@ -305,7 +349,9 @@ pub fn parse_max_alerts(s: &str) -> Result<usize, String> {
 pub fn parse_conn_fail_threshold(s: &str) -> Result<u32, String> {
     match s.trim().parse::<u32>() {
         Ok(v) if v <= 100_000 => Ok(v),
-        _ => Err(format!("connection failure threshold '{s}' is not a whole number from 0 to 100000")),
+        _ => Err(format!(
+            "connection failure threshold '{s}' is not a whole number from 0 to 100000"
+        )),
     }
 }
 
@@ -313,14 +359,18 @@ pub fn parse_conn_fail_threshold(s: &str) -> Result<u32, String> {
 pub fn parse_reset_peers_threshold(s: &str) -> Result<u32, String> {
     match s.trim().parse::<u32>() {
         Ok(v) if v <= 1024 => Ok(v),
-        _ => Err(format!("reset peers threshold '{s}' is not a whole number from 0 to 1024")),
+        _ => Err(format!(
+            "reset peers threshold '{s}' is not a whole number from 0 to 1024"
+        )),
     }
 }
 
 pub fn parse_max_blocked(s: &str) -> Result<u32, String> {
     match s.trim().parse::<u32>() {
         Ok(v) if (1..=1 << 20).contains(&v) => Ok(v),
-        _ => Err(format!("max blocked '{s}' is not a whole number from 1 to 1048576")),
+        _ => Err(format!(
+            "max blocked '{s}' is not a whole number from 1 to 1048576"
+        )),
     }
 }
 
@@ -402,7 +452,13 @@ pub struct Detector {
 
 impl Detector {
     pub fn new(cfg: &DetectConfig, maps: Option<kernel::DetectMaps>) -> Detector {
-        Detector { engine: engine::Engine::new(cfg.engine()), maps, enabled: cfg.enabled, mitigate: cfg.mitigate, received: 0 }
+        Detector {
+            engine: engine::Engine::new(cfg.engine()),
+            maps,
+            enabled: cfg.enabled,
+            mitigate: cfg.mitigate,
+            received: 0,
+        }
     }
 
     /// One alert record from the ring buffer: alert, log, block at once.
@@ -429,7 +485,11 @@ impl Detector {
     /// Expires alerts and blocks, reads the kernel counters; for a snapshot.
     pub fn snapshot(&mut self) -> render::SecuritySnapshot {
         let unblock = self.engine.tick(engine::Clock::now());
-        let mut s = render::SecuritySnapshot { detection: self.enabled, mitigate: self.mitigate.name(), ..Default::default() };
+        let mut s = render::SecuritySnapshot {
+            detection: self.enabled,
+            mitigate: self.mitigate.name(),
+            ..Default::default()
+        };
         if let Some(m) = self.maps.as_mut() {
             m.apply(&unblock);
             match m.read() {
@@ -453,7 +513,12 @@ impl Detector {
         }
         s.counters.events_received = self.received;
         s.set_alerts(self.engine.alerts());
-        s.blocked_sources = self.engine.blocks().into_iter().take(render::MAX_ALERTS_SHOWN).collect();
+        s.blocked_sources = self
+            .engine
+            .blocks()
+            .into_iter()
+            .take(render::MAX_ALERTS_SHOWN)
+            .collect();
         s.raised = *self.engine.raised();
         s.active = self.engine.active_by_kind();
         s

@@ -61,19 +61,48 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 /// Appends the security metrics. Labels: kind, rule, action; no addresses.
 pub fn render_metrics(out: &mut String, s: &SecuritySnapshot) {
-    family(out, "netprobe_alerts_total", "counter", "Alerts raised, by kind (one per source and target, not per packet).");
+    family(
+        out,
+        "netprobe_alerts_total",
+        "counter",
+        "Alerts raised, by kind (one per source and target, not per packet).",
+    );
     for kd in KINDS {
-        let _ = writeln!(out, "netprobe_alerts_total{{kind=\"{}\"}} {}", kind_name(kd), s.raised[kd as usize]);
+        let _ = writeln!(
+            out,
+            "netprobe_alerts_total{{kind=\"{}\"}} {}",
+            kind_name(kd),
+            s.raised[kd as usize]
+        );
     }
-    family(out, "netprobe_alerts_active", "gauge", "Alerts active now, by kind.");
+    family(
+        out,
+        "netprobe_alerts_active",
+        "gauge",
+        "Alerts active now, by kind.",
+    );
     for kd in KINDS {
-        let _ = writeln!(out, "netprobe_alerts_active{{kind=\"{}\"}} {}", kind_name(kd), s.active[kd as usize]);
+        let _ = writeln!(
+            out,
+            "netprobe_alerts_active{{kind=\"{}\"}} {}",
+            kind_name(kd),
+            s.active[kd as usize]
+        );
     }
     let c = &s.counters;
-    family(out, "netprobe_alert_events_total", "counter", "Alert records the probes wrote to the ring buffer.");
+    family(
+        out,
+        "netprobe_alert_events_total",
+        "counter",
+        "Alert records the probes wrote to the ring buffer.",
+    );
     let _ = writeln!(out, "netprobe_alert_events_total {}", c.events_sent);
-    family(out, "netprobe_alert_events_lost_total", "counter",
-        "Alert records lost because the ring buffer was full.");
+    family(
+        out,
+        "netprobe_alert_events_lost_total",
+        "counter",
+        "Alert records lost because the ring buffer was full.",
+    );
     let _ = writeln!(out, "netprobe_alert_events_lost_total {}", c.events_lost);
     family(out, "netprobe_mitigation_packets_total", "counter",
         "Packets matched by mitigation: action dropped (--mitigate=on) or would_drop (dry-run), by rule blocklist or detected.");
@@ -83,10 +112,27 @@ pub fn render_metrics(out: &mut String, s: &SecuritySnapshot) {
         ("blocklist", "would_drop", c.would_drop_blocklist),
         ("detected", "would_drop", c.would_drop_detected),
     ] {
-        let _ = writeln!(out, "netprobe_mitigation_packets_total{{rule=\"{rule}\",action=\"{action}\"}} {v}");
+        let _ = writeln!(
+            out,
+            "netprobe_mitigation_packets_total{{rule=\"{rule}\",action=\"{action}\"}} {v}"
+        );
     }
-    family(out, "netprobe_allowlist_passed_total", "counter", "Packets matched by a block but passed: allowlisted.");
-    let _ = writeln!(out, "netprobe_allowlist_passed_total {}", c.allowlist_passed);
-    family(out, "netprobe_blocked_sources", "gauge", "Sources blocked now after an alert (dry-run: would be).");
+    family(
+        out,
+        "netprobe_allowlist_passed_total",
+        "counter",
+        "Packets matched by a block but passed: allowlisted.",
+    );
+    let _ = writeln!(
+        out,
+        "netprobe_allowlist_passed_total {}",
+        c.allowlist_passed
+    );
+    family(
+        out,
+        "netprobe_blocked_sources",
+        "gauge",
+        "Sources blocked now after an alert (dry-run: would be).",
+    );
     let _ = writeln!(out, "netprobe_blocked_sources {}", s.blocked_sources.len());
 }

@@ -67,7 +67,11 @@ impl fmt::Display for SocketError {
                 if let aya::programs::ProgramError::LoadError { verifier_log, .. } = source {
                     let log = verifier_log.to_string();
                     let tail: Vec<&str> = log.lines().rev().take(3).collect();
-                    write!(f, " (verifier: {})", tail.into_iter().rev().collect::<Vec<_>>().join(" / "))?;
+                    write!(
+                        f,
+                        " (verifier: {})",
+                        tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+                    )?;
                 }
                 Ok(())
             }
@@ -133,8 +137,13 @@ impl SocketProbes {
         let btf = Btf::from_sys_fs().map_err(SocketError::Btf)?;
         for (name, tracepoint) in probes::SOCK_TRACEPOINTS {
             let p: &mut BtfTracePoint = program(&mut bpf, name)?;
-            p.load(tracepoint, &btf).map_err(|source| SocketError::Program { program: name, source })?;
-            p.attach().map_err(|source| SocketError::Attach { tracepoint, source })?;
+            p.load(tracepoint, &btf)
+                .map_err(|source| SocketError::Program {
+                    program: name,
+                    source,
+                })?;
+            p.attach()
+                .map_err(|source| SocketError::Attach { tracepoint, source })?;
         }
         let iter_ready = {
             let p: &mut Iter = program(&mut bpf, probes::PROG_SOCK_ITER)?;
@@ -225,8 +234,10 @@ impl SocketProbes {
 
     /// The kernel counters, summed over CPUs.
     pub fn stats(&self) -> Result<SockStats, SocketError> {
-        let per_cpu =
-            self.stats.get(&0, 0).map_err(|source| SocketError::Map { map: probes::MAP_SOCK_STATS, source })?;
+        let per_cpu = self.stats.get(&0, 0).map_err(|source| SocketError::Map {
+            map: probes::MAP_SOCK_STATS,
+            source,
+        })?;
         let mut sum = SockStats::default();
         for v in per_cpu.iter() {
             sum.add(v);
@@ -242,7 +253,12 @@ impl SocketProbes {
                 Ok((_, v)) => out.push(v),
                 // Closed between the key walk and the read.
                 Err(aya::maps::MapError::KeyNotFound) => continue,
-                Err(source) => return Err(SocketError::Map { map: probes::MAP_SOCK_CONNS, source }),
+                Err(source) => {
+                    return Err(SocketError::Map {
+                        map: probes::MAP_SOCK_CONNS,
+                        source,
+                    })
+                }
             }
         }
         Ok(out)

@@ -29,7 +29,9 @@ mod render;
 use std::fmt;
 
 pub use kernel::{own_netns, SocketError, SocketProbes, KERNEL_BTF};
-pub use model::{ConnEntry, Direction, EventKind, Outcome, SocketEvent, SocketEventHook, SocketSnapshot};
+pub use model::{
+    ConnEntry, Direction, EventKind, Outcome, SocketEvent, SocketEventHook, SocketSnapshot,
+};
 pub use render::render_metrics;
 
 use log::{info, warn};
@@ -48,7 +50,9 @@ impl std::str::FromStr for SocketProbesMode {
         match s {
             "auto" | "on" => Ok(SocketProbesMode::Auto),
             "off" => Ok(SocketProbesMode::Off),
-            _ => Err(format!("unknown socket probes mode '{s}': expected auto or off")),
+            _ => Err(format!(
+                "unknown socket probes mode '{s}': expected auto or off"
+            )),
         }
     }
 }
@@ -86,7 +90,9 @@ impl std::str::FromStr for NetnsScope {
         match s {
             "self" => Ok(NetnsScope::SelfNs),
             "all" => Ok(NetnsScope::All),
-            _ => Err(format!("unknown socket namespace scope '{s}': expected self or all")),
+            _ => Err(format!(
+                "unknown socket namespace scope '{s}': expected self or all"
+            )),
         }
     }
 }
@@ -185,7 +191,10 @@ mod tests {
     fn modes_parse() {
         assert_eq!("auto".parse(), Ok(SocketProbesMode::Auto));
         assert_eq!("off".parse(), Ok(SocketProbesMode::Off));
-        assert!("maybe".parse::<SocketProbesMode>().unwrap_err().contains("maybe"));
+        assert!("maybe"
+            .parse::<SocketProbesMode>()
+            .unwrap_err()
+            .contains("maybe"));
         assert_eq!("self".parse(), Ok(NetnsScope::SelfNs));
         assert_eq!("all".parse(), Ok(NetnsScope::All));
         assert!("host".parse::<NetnsScope>().is_err());
@@ -193,7 +202,10 @@ mod tests {
 
     #[test]
     fn off_is_disabled_without_touching_the_kernel() {
-        let cfg = SocketConfig { mode: SocketProbesMode::Off, ..Default::default() };
+        let cfg = SocketConfig {
+            mode: SocketProbesMode::Off,
+            ..Default::default()
+        };
         let mut l = SocketLayer::start(&cfg);
         assert!(l.probes_mut().is_none());
         let s = l.snapshot(0);

@@ -12,10 +12,13 @@ use crate::abi::sock::{self, Conn, SockEvent, SockStats};
 use crate::abi::FAMILY_IPV4;
 
 /// Upper bounds (seconds) of the connection duration histogram.
-pub const DURATION_BUCKETS: [f64; 12] = [0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0];
+pub const DURATION_BUCKETS: [f64; 12] = [
+    0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0,
+];
 /// Upper bounds (seconds) of the smoothed RTT histogram.
-pub const SRTT_BUCKETS: [f64; 13] =
-    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+pub const SRTT_BUCKETS: [f64; 13] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
 
 /// How a connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -142,7 +145,11 @@ impl SocketEvent {
             pid: (e.pid != 0).then_some(e.pid),
             comm: (!comm.is_empty()).then_some(comm),
             netns: e.netns,
-            state: if e.state == 0 { "none" } else { sock::state_name(e.state) },
+            state: if e.state == 0 {
+                "none"
+            } else {
+                sock::state_name(e.state)
+            },
             error: e.error,
             srtt_seconds: e.srtt_us as f64 / 1e6,
             retransmits: e.retrans,
@@ -158,7 +165,8 @@ impl SocketEvent {
 
     /// Seconds from open to this event; `None` when the open was not seen.
     pub fn duration_seconds(&self) -> Option<f64> {
-        (self.start_ns != 0 && !self.seeded).then(|| self.timestamp_ns.saturating_sub(self.start_ns) as f64 / 1e9)
+        (self.start_ns != 0 && !self.seeded)
+            .then(|| self.timestamp_ns.saturating_sub(self.start_ns) as f64 / 1e9)
     }
 }
 
@@ -180,11 +188,20 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram { bounds, counts: vec![0; bounds.len() + 1], sum: 0.0, count: 0 }
+        Histogram {
+            bounds,
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+            count: 0,
+        }
     }
 
     pub fn observe(&mut self, v: f64) {
-        let i = self.bounds.iter().position(|&b| v <= b).unwrap_or(self.bounds.len());
+        let i = self
+            .bounds
+            .iter()
+            .position(|&b| v <= b)
+            .unwrap_or(self.bounds.len());
         self.counts[i] += 1;
         self.sum += v;
         self.count += 1;
@@ -486,11 +503,18 @@ pub fn rank(conns: &[Conn], n: usize, boot_now_ns: u64) -> (Vec<ConnEntry>, Vec<
             idx.truncate(n);
         }
         idx.sort_by(cmp);
-        idx.into_iter().map(|i| ConnEntry::from_conn(&conns[i], boot_now_ns)).collect()
+        idx.into_iter()
+            .map(|i| ConnEntry::from_conn(&conns[i], boot_now_ns))
+            .collect()
     };
     // Oldest first (smallest start); ties by port, for a stable order.
     let longest = pick(&|c| (u64::MAX - c.start_ns, u64::from(u16::MAX - c.lport)));
-    let busiest = pick(&|c| (c.bytes_acked.saturating_add(c.bytes_received), u64::from(u16::MAX - c.lport)));
+    let busiest = pick(&|c| {
+        (
+            c.bytes_acked.saturating_add(c.bytes_received),
+            u64::from(u16::MAX - c.lport),
+        )
+    });
     (longest, busiest)
 }
 
@@ -559,7 +583,10 @@ mod tests {
 
     fn bytes(e: &SockEvent) -> Vec<u8> {
         // SAFETY: plain old data of its own size.
-        unsafe { std::slice::from_raw_parts(e as *const _ as *const u8, std::mem::size_of::<SockEvent>()) }.to_vec()
+        unsafe {
+            std::slice::from_raw_parts(e as *const _ as *const u8, std::mem::size_of::<SockEvent>())
+        }
+        .to_vec()
     }
 
     #[test]
@@ -602,7 +629,10 @@ mod tests {
         st.record(&bytes(&event(sock::EV_RESET_RECEIVED, 0)));
         assert_eq!(st.received, 7);
         assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 7);
-        assert_eq!(st.failures.iter().map(|f| f.local_port).collect::<Vec<_>>(), [4, 3]);
+        assert_eq!(
+            st.failures.iter().map(|f| f.local_port).collect::<Vec<_>>(),
+            [4, 3]
+        );
         assert_eq!(st.duration.count, 1);
         assert_eq!(st.duration.cumulative()[4], (1.0, 1)); // 1 s lands in le="1"
         assert_eq!(st.duration.cumulative()[3], (0.5, 0));
@@ -655,13 +685,19 @@ mod tests {
             })
             .collect();
         let (old, busy) = rank(&conns, 3, 2_000);
-        assert_eq!(old.iter().map(|c| c.local_port).collect::<Vec<_>>(), [1000, 1001, 1002]);
+        assert_eq!(
+            old.iter().map(|c| c.local_port).collect::<Vec<_>>(),
+            [1000, 1001, 1002]
+        );
         assert_eq!(old[0].duration_seconds, 1e-6);
         assert_eq!(old[0].state, "established");
         assert_eq!(old[0].srtt_seconds, Some(0.00025));
         assert_eq!(old[0].local, "::");
         // i % 7 == 6: ports 1006, 1013, 1020, ...; ties broken by the lower port.
-        assert_eq!(busy.iter().map(|c| c.local_port).collect::<Vec<_>>(), [1006, 1013, 1020]);
+        assert_eq!(
+            busy.iter().map(|c| c.local_port).collect::<Vec<_>>(),
+            [1006, 1013, 1020]
+        );
         let (none, _) = rank(&conns, 0, 0);
         assert!(none.is_empty());
         assert_eq!(rank(&conns[..2], 10, 0).0.len(), 2);

@@ -33,7 +33,11 @@ fn one(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
 fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
     family(out, name, "histogram", help);
     for (le, count) in h.cumulative() {
-        let le = if le.is_finite() { le.to_string() } else { "+Inf".to_string() };
+        let le = if le.is_finite() {
+            le.to_string()
+        } else {
+            "+Inf".to_string()
+        };
         sample(out, &format!("{name}_bucket"), &[("le", &le)], count);
     }
     sample(out, &format!("{name}_sum"), &[], h.sum);
@@ -60,8 +64,18 @@ pub fn render_metrics(s: &SocketSnapshot, out: &mut String) {
         "counter",
         "TCP connections opened: active (this host connected, SNMP ActiveOpens), passive (accepted, PassiveOpens).",
     );
-    sample(out, "netprobe_tcp_connections_opened_total", &[("direction", "active")], c.opened_active);
-    sample(out, "netprobe_tcp_connections_opened_total", &[("direction", "passive")], c.opened_passive);
+    sample(
+        out,
+        "netprobe_tcp_connections_opened_total",
+        &[("direction", "active")],
+        c.opened_active,
+    );
+    sample(
+        out,
+        "netprobe_tcp_connections_opened_total",
+        &[("direction", "passive")],
+        c.opened_passive,
+    );
     one(
         out,
         "netprobe_tcp_connections_failed_total",
@@ -71,9 +85,24 @@ pub fn render_metrics(s: &SocketSnapshot, out: &mut String) {
     );
     family(out, "netprobe_tcp_connections_closed_total", "counter",
         "TCP connections closed: normal (after the close handshake began), aborted (from established, by a reset, timeout or abort: SNMP EstabResets), abandoned (closed by their owner during the handshake).");
-    sample(out, "netprobe_tcp_connections_closed_total", &[("reason", "normal")], c.closed_normal);
-    sample(out, "netprobe_tcp_connections_closed_total", &[("reason", "aborted")], c.closed_aborted);
-    sample(out, "netprobe_tcp_connections_closed_total", &[("reason", "abandoned")], c.closed_abandoned);
+    sample(
+        out,
+        "netprobe_tcp_connections_closed_total",
+        &[("reason", "normal")],
+        c.closed_normal,
+    );
+    sample(
+        out,
+        "netprobe_tcp_connections_closed_total",
+        &[("reason", "aborted")],
+        c.closed_aborted,
+    );
+    sample(
+        out,
+        "netprobe_tcp_connections_closed_total",
+        &[("reason", "abandoned")],
+        c.closed_abandoned,
+    );
     one(
         out,
         "netprobe_tcp_connections_established",
@@ -81,9 +110,24 @@ pub fn render_metrics(s: &SocketSnapshot, out: &mut String) {
         "Tracked TCP connections in ESTABLISHED or CLOSE-WAIT (SNMP CurrEstab).",
         c.established,
     );
-    family(out, "netprobe_tcp_resets_total", "counter", "TCP resets (RST) sent and received.");
-    sample(out, "netprobe_tcp_resets_total", &[("direction", "sent")], c.resets_sent);
-    sample(out, "netprobe_tcp_resets_total", &[("direction", "received")], c.resets_received);
+    family(
+        out,
+        "netprobe_tcp_resets_total",
+        "counter",
+        "TCP resets (RST) sent and received.",
+    );
+    sample(
+        out,
+        "netprobe_tcp_resets_total",
+        &[("direction", "sent")],
+        c.resets_sent,
+    );
+    sample(
+        out,
+        "netprobe_tcp_resets_total",
+        &[("direction", "received")],
+        c.resets_received,
+    );
     one(
         out,
         "netprobe_tcp_retransmitted_segments_total",

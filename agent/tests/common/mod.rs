@@ -70,7 +70,10 @@ impl Prog {
     /// Test-run context naming `ifindex` as the receiving device.
     pub fn context(self, ifindex: u32) -> Context {
         match self {
-            Prog::Xdp => Context::Xdp { ingress_ifindex: ifindex, rx_queue_index: 0 },
+            Prog::Xdp => Context::Xdp {
+                ingress_ifindex: ifindex,
+                rx_queue_index: 0,
+            },
             _ => Context::Skb { ifindex, mark: 0 },
         }
     }
