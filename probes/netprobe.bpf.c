@@ -27,7 +27,8 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 
-#include "netprobe.h"
+#include "abi/packet.h"
+#include "abi/detect.h"
 #include "maps.h"
 #include "parse.h"
 #include "admission.h"

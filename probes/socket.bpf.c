@@ -68,7 +68,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 
-#include "netprobe.h"
+#include "abi/sock.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 

@@ -25,9 +25,13 @@ use crate::probes;
 pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/netprobe";
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
-/// FNV-1a of the ABI header: changes whenever a shared struct does.
+/// FNV-1a of the packet probes' ABI headers, whose maps are pinned:
+/// changes whenever a shared struct does.
 pub fn abi_hash() -> String {
-    let header = include_str!("../../probes/include/netprobe.h");
+    let header = concat!(
+        include_str!("../../probes/include/abi/types.h"),
+        include_str!("../../probes/include/abi/packet.h")
+    );
     let mut h: u64 = 0xcbf29ce484222325;
     for b in header.bytes() {
         h ^= b as u64;

@@ -10,7 +10,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-#include "netprobe.h"
+#include "abi/packet.h"
 #include "maps.h"
 
 /* Tunables the loader sets (aya: EbpfLoader::override_global). */

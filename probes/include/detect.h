@@ -37,7 +37,8 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-#include "netprobe.h"
+#include "abi/packet.h"
+#include "abi/detect.h"
 #include "maps.h"
 #include "parse.h"
 

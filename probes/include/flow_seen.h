@@ -28,7 +28,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-#include "netprobe.h"
+#include "abi/packet.h"
 
 /* flow_seen entries - 1 (a power of two); 0 turns the filter off. Each
  * entry holds 8 stamps. The loader sizes it from --max-flows. */

@@ -9,7 +9,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-#include "netprobe.h"
+#include "abi/packet.h"
 
 /* Per (ifindex, hook) packet, byte, L3/L4, TCP-flag and skip counters; the agent's collector sums the CPUs. */
 struct {

@@ -22,7 +22,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#include "netprobe.h"
+#include "abi/packet.h"
 
 #define NP_VLAN_MAX 2   /* tags followed; one more is NP_SKIP_VLAN_DEPTH */
 #define NP_EXTHDR_MAX 6 /* IPv6 extension headers followed; one more is NP_SKIP_EXTHDR_CHAIN */
