@@ -11,6 +11,7 @@ packages=(
 	linux-libc-dev # <linux/*.h> uapi headers
 	bpftool        # e2e: checks nothing is left loaded
 	iproute2       # e2e: ip netns, veth, tc
+	procps         # e2e: sysctl (quiet IPv6 in the test namespaces)
 	iputils-ping   # e2e traffic
 	iperf3         # e2e traffic (bounded TCP and UDP)
 	curl           # e2e scrapes
@@ -26,6 +27,7 @@ packages=(
 	cpio                 # initramfs (build/image.sh)
 	xz-utils             # unpacks vmlinux from the bzImage (build/image.sh)
 	wget                 # host-side scrapes (build/boot-test.sh)
+	mmdebstrap           # build/cleanroom.sh: a fresh Debian root
 )
 
 missing=()

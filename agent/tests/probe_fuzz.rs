@@ -343,16 +343,19 @@ fn fuzz(prog: Prog) {
 }
 
 #[test]
+#[ignore = "kernel tier: loads BPF programs as root; build/test.sh runs it, or: sudo -E cargo test -- --ignored"]
 fn fuzz_xdp() {
     fuzz(Prog::Xdp);
 }
 
 #[test]
+#[ignore = "kernel tier: loads BPF programs as root; build/test.sh runs it, or: sudo -E cargo test -- --ignored"]
 fn fuzz_tc_ingress() {
     fuzz(Prog::TcIngress);
 }
 
 #[test]
+#[ignore = "kernel tier: loads BPF programs as root; build/test.sh runs it, or: sudo -E cargo test -- --ignored"]
 fn fuzz_tc_egress() {
     fuzz(Prog::TcEgress);
 }

@@ -1,6 +1,12 @@
 //! What the kernel-tier tests share: the privilege check that makes them
 //! fail loudly (never pass silently) without root, and the three packet
 //! programs with their test-run context and pass verdict.
+//!
+//! Every kernel-tier test carries `#[ignore = "kernel tier: ..."]`, so a
+//! plain, unprivileged `cargo test` lists it as ignored with that reason
+//! instead of failing; build/test.sh runs them with `--include-ignored`.
+//! `build/test.sh --fast` runs `cargo test` without capabilities, so a
+//! kernel test that lacks the attribute fails there.
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod object;
