@@ -35,7 +35,7 @@ SUITE=bookworm
 MIRROR=http://deb.debian.org/debian
 CACHE=${NETPROBE_CACHE:-build/.cache}/cleanroom
 mkdir -p "$CACHE/debs"
-CACHE=$(cd "$CACHE" && pwd)
+CACHE=$(cd "$CACHE" && pwd -P)
 BASE=$CACHE/$SUITE-minbase.tar
 start=$(date +%s)
 

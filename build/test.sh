@@ -52,6 +52,14 @@ esac
 
 [ "$(id -u)" -eq 0 ] || { echo "test: FAIL: run as root: the kernel and end-to-end tiers load BPF programs (build/test.sh --fast runs the rest without root)" >&2; exit 1; }
 
+# What is worth keeping between runs (Debian packages and kernels, the
+# clean-room base root, kernel BTF) lives outside the checkout, so a fresh
+# clone reuses it: build/.cache points there unless it already exists.
+if [ ! -e build/.cache ]; then
+	mkdir -p "${NETPROBE_CACHE:-/var/cache/netprobe}"
+	ln -s "${NETPROBE_CACHE:-/var/cache/netprobe}" build/.cache
+fi
+
 step "dependencies"
 bash build/deps.sh
 
