@@ -127,8 +127,14 @@ stable_reading() {
 
 # The BPF program ids the running agent holds (from its fds' fdinfo), so
 # leak checks look at this agent's programs and not at other processes'.
+# A descriptor may close while the scan runs (grep would then exit 2 and,
+# under pipefail, abort the caller): read each file on its own, ignoring
+# the ones gone.
 agent_prog_ids() {
-	grep -h '^prog_id:' /proc/"$AGENT_PID"/fdinfo/* 2>/dev/null | awk '{ print $2 }' | sort -u | tr '\n' ' '
+	local f
+	for f in /proc/"$AGENT_PID"/fdinfo/*; do
+		sed -n 's/^prog_id:[[:space:]]*//p' "$f" 2>/dev/null || true
+	done | sort -u | tr '\n' ' '
 }
 
 # progs_left IDS: how many of these program ids are still loaded, after

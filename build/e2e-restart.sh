@@ -2,7 +2,8 @@
 # Restarts without losing counts: traffic flows continuously while the agent
 # is killed with SIGKILL and started again, then stopped with SIGTERM under
 # --keep-on-exit and started again; afterwards /metrics must equal the
-# kernel's interface counters exactly (no gap, nothing counted twice).
+# kernel's interface counters exactly (no gap, nothing counted twice), and
+# the flows in /status keep their first-seen times and every packet.
 # Also: a changed map size replaces the pinned state with a log line,
 # --cleanup removes every pin, link and program, and a plain SIGTERM
 # leaves nothing behind.
@@ -44,6 +45,8 @@ TRAFFIC_PIDS+=($!)
 inb ping -q -c 800 -i 0.01 -s 1000 2001:db8::1 >/dev/null 2>&1 &
 TRAFFIC_PIDS+=($!)
 sleep 1
+scrape /status >"$LOG/status-before.json"
+t_before=$(date +%s.%N)
 
 kill -KILL "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=
 n=$(links_pinned)
@@ -76,6 +79,39 @@ for i in 0 1 2 3; do
 		fail "across restarts ${names[$i]}: agent delta $ad != kernel delta $kd"
 	fi
 done
+
+# The flow table is carried across both restarts too: the echo flows of
+# the two pings (the busiest, so always in /status's top list) are still
+# there, first seen at the same time (their age grew by the wall time
+# between the readings), and hold every packet: 800 requests and 800
+# replies each.
+scrape /status >"$LOG/status-after.json"
+if python3 - "$LOG/status-before.json" "$LOG/status-after.json" "$t_before" "$(date +%s.%N)" <<'EOF'
+import json, sys
+before, after = (json.load(open(p))["flow_table"]["top"] for p in sys.argv[1:3])
+elapsed = float(sys.argv[4]) - float(sys.argv[3])
+key = lambda f: (f["interface"], f["protocol"], f["src"], f["src_port"], f["dst"], f["dst_port"])
+pk = lambda f: f["rx_packets"] + f["tx_packets"]
+# ICMP type << 8 in src_port: echo request/reply 8/0 (IPv4), 128/129 (IPv6).
+echo = {"icmp": (8 << 8, 0), "icmpv6": (128 << 8, 129 << 8)}
+peer = {"icmp": "198.18.0.2", "icmpv6": "2001:db8::2"}
+is_echo = lambda f: f["src_port"] in echo.get(f["protocol"], ()) and peer[f["protocol"]] in (f["src"], f["dst"])
+was = [f for f in before if is_echo(f)]
+assert len(was) == 4, f"before the SIGKILL: {len(was)} echo flows listed, want 4: {before}"
+now = {key(f): f for f in after}
+for f in was:
+    g = now.get(key(f))
+    assert g, f"flow {key(f)} lost across the restarts"
+    grew = g["age_seconds"] - f["age_seconds"]
+    assert abs(grew - elapsed) < 1.0, f"{key(f)}: age grew {grew:.2f} s over {elapsed:.2f} s: first seen not kept"
+    assert pk(g) >= pk(f), f"{key(f)}: {pk(g)} packets after, {pk(f)} before"
+for proto in echo:
+    n = sum(pk(f) for f in after if f["protocol"] == proto and is_echo(f))
+    assert n == 1600, f"{proto} echo flows with {peer[proto]}: {n} packets, want 1600"
+print(f"4 echo flows kept over {elapsed:.1f} s, 1600 + 1600 packets")
+EOF
+then ok "flows carried across SIGKILL and SIGTERM restarts: first seen kept, every echo packet counted"
+else fail "flows across restarts"; fi
 
 # A different flow-table size cannot reuse the pinned maps.
 ids=$(agent_prog_ids)

@@ -32,7 +32,8 @@ traffic() {
 run_mode() {
 	local mode=$1
 	echo "e2e: --xdp-mode $mode"
-	start_agent --xdp-mode "$mode" || { fail "agent did not become healthy ($mode)"; return; }
+	# Every flow listed, so the small echo flows are there to check.
+	start_agent --xdp-mode "$mode" --top-flows 100 || { fail "agent did not become healthy ($mode)"; return; }
 	local before after
 	before=$(stable_reading)
 	traffic
@@ -67,7 +68,7 @@ run_mode() {
 		fail "$mode promtool check metrics:"; cat "$LOG/promtool" >&2
 	fi
 	scrape /status >"$LOG/status.json"
-	if python3 - "$LOG/status.json" "$IFA" "$mode" <<'EOF'; then ok "$mode /status: hooks, modes, program ids, top flows"; else fail "$mode /status"; fi
+	if python3 - "$LOG/status.json" "$IFA" "$mode" <<'EOF'; then ok "$mode /status: hooks, modes, program ids, top flows (exact rx/tx of IPv4 and IPv6 echo flows)"; else fail "$mode /status"; fi
 import json, sys
 s = json.load(open(sys.argv[1]))
 ifname, mode = sys.argv[2], sys.argv[3]
@@ -81,11 +82,31 @@ if want:
 assert all(h["program_id"] > 0 for h in hooks.values())
 assert i["rx_source"] == ("xdp" if want else "tc_ingress")
 top = s["flow_table"]["top"]
-assert 0 < len(top) <= 10, len(top)
+assert 0 < len(top) <= 100, len(top)
 addrs = {f["src"] for f in top} | {f["dst"] for f in top}
 assert "198.18.0.2" in addrs and "2001:db8::1" in addrs, addrs
 assert any(f["protocol"] == "tcp" and 5201 in (f["src_port"], f["dst_port"]) for f in top), top
 assert s["flow_table"]["entries"] > 0 and s["collection"]["errors_total"] == 0
+# The echo flows of the four pings, all four counters exact, both
+# families: a flow is keyed as its packets are addressed, so what A sends
+# is tx and what it receives is rx. Frame = Ethernet 14 + IP (20 or 40)
+# + ICMP 8 + payload; ICMP type << 8 is the flow's source port.
+def echo(proto, src, dst, icmp_type):
+    (f,) = [f for f in top if f["protocol"] == proto and f["src"] == src and f["dst"] == dst and f["src_port"] == icmp_type << 8]
+    return (f["rx_packets"], f["rx_bytes"], f["tx_packets"], f["tx_bytes"])
+want = {
+    ("icmp", "198.18.0.1", "198.18.0.2", 8): (0, 0, 40, 40 * (14 + 20 + 8 + 1200)),    # A pings B, -s 1200
+    ("icmp", "198.18.0.2", "198.18.0.1", 0): (40, 40 * (14 + 20 + 8 + 1200), 0, 0),    # B's replies
+    ("icmp", "198.18.0.2", "198.18.0.1", 8): (40, 40 * (14 + 20 + 8 + 56), 0, 0),      # B pings A
+    ("icmp", "198.18.0.1", "198.18.0.2", 0): (0, 0, 40, 40 * (14 + 20 + 8 + 56)),
+    ("icmpv6", "2001:db8::1", "2001:db8::2", 128): (0, 0, 40, 40 * (14 + 40 + 8 + 56)),  # A pings B over IPv6
+    ("icmpv6", "2001:db8::2", "2001:db8::1", 129): (40, 40 * (14 + 40 + 8 + 56), 0, 0),
+    ("icmpv6", "2001:db8::2", "2001:db8::1", 128): (40, 40 * (14 + 40 + 8 + 600), 0, 0), # B pings A, -s 600
+    ("icmpv6", "2001:db8::1", "2001:db8::2", 129): (0, 0, 40, 40 * (14 + 40 + 8 + 600)),
+}
+for k, v in want.items():
+    got = echo(*k)
+    assert got == v, f"{k}: (rx_packets, rx_bytes, tx_packets, tx_bytes) = {got}, want {v}"
 EOF
 	local code=0 ids
 	ids=$(agent_prog_ids)
