@@ -42,7 +42,7 @@ declare -A EXPECTED_EMPTY=(
 	["Agent CPU and memory"]="process_* metrics are not exported yet"
 )
 # Panels that must show more than zero after the traffic.
-NONZERO="Received|Sent|Throughput per interface|Packets per interface|Received by protocol|Sent by protocol|TCP flags|Flows created|Connections opened, failed, closed|RTT at close|Connection duration|Collections and errors|Hooks attached|Agent up|Ring buffers"
+NONZERO="Version|Received|Sent|Throughput per interface|Packets per interface|Received by protocol|Sent by protocol|TCP flags|Flows created|Connections opened, failed, closed|RTT at close|Connection duration|Collections and errors|Hooks attached|Agent up|Ring buffers"
 
 # prom PATH [CURL ARGS]: Prometheus' HTTP API, from inside the namespace.
 PROM_PID=

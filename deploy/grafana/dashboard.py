@@ -182,17 +182,22 @@ def build():
     L.row("Overview")
     L.add(stat("Agent up", "1 when Prometheus' last scrape of the agent succeeded.",
                f'up{{job=~"$job", {SEL}}}', "none",
-               thresholds=[{"color": "red", "value": None}, {"color": "green", "value": 1}]), 4, 4)
+               thresholds=[{"color": "red", "value": None}, {"color": "green", "value": 1}]), 3, 4)
+    version = stat("Version", "Agent version and the git commit it was built from (netprobe_build_info).",
+                   f"netprobe_build_info{{{SEL}}}", "none", legend="{{version}} {{revision}}")
+    version["options"]["textMode"] = "name"
+    version["options"]["graphMode"] = "none"
+    L.add(version, 4, 4)
     L.add(stat("Hooks attached", "Probes attached now (XDP, TC ingress, TC egress per interface); "
                "a drop means a probe was detached.",
-               f"sum(netprobe_hook_attached{{{IF}}})", "none"), 4, 4)
+               f"sum(netprobe_hook_attached{{{IF}}})", "none"), 3, 4)
     L.add(stat("Alerts active", "Detection alerts active now, all kinds.",
                f"sum(netprobe_alerts_active{{{SEL}}})", "none",
-               thresholds=[{"color": "green", "value": None}, {"color": "red", "value": 1}]), 4, 4)
+               thresholds=[{"color": "green", "value": None}, {"color": "red", "value": 1}]), 3, 4)
     L.add(stat("Flow table fill", "Flows in the kernel flow table over its size (--max-flows).",
                f"netprobe_flow_table_entries{{{SEL}}} / netprobe_flow_table_capacity{{{SEL}}}", "percentunit",
                thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 0.8},
-                           {"color": "red", "value": 0.95}]), 4, 4)
+                           {"color": "red", "value": 0.95}]), 3, 4)
     L.add(stat("Received", "Bits per second received on the selected interfaces.",
                f"sum(rate(netprobe_interface_rx_bytes_total{{{IF}}}[{RI}])) * 8", "bps"), 4, 4)
     L.add(stat("Sent", "Bits per second sent on the selected interfaces.",
