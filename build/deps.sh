@@ -15,7 +15,7 @@ packages=(
 	iputils-ping   # e2e traffic
 	iperf3         # e2e traffic (bounded TCP and UDP)
 	curl           # e2e scrapes
-	prometheus     # promtool check metrics
+	prometheus     # promtool check metrics; e2e-dashboards: a real Prometheus with the rules
 	python3        # e2e: /status JSON checks
 	nmap           # e2e-security: port scans
 	hping3         # e2e-security: floods
@@ -28,7 +28,15 @@ packages=(
 	xz-utils             # unpacks vmlinux from the bzImage (build/image.sh)
 	wget                 # host-side scrapes (build/boot-test.sh)
 	mmdebstrap           # build/cleanroom.sh: a fresh Debian root
+	chromium             # e2e-page: the live page in a headless browser (DevTools over a pipe)
 )
+
+# node and npm: build/dash-schema.sh type-checks the Grafana dashboard with
+# Grafana's own schema package from npm. A NodeSource nodejs already ships
+# npm (and conflicts with Debian's npm package), so it is enough as it is.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
