@@ -67,6 +67,7 @@ fn run(args: &Args) -> Result<(), String> {
         max_connections: 16384,
         top_connections: 10,
         ringbuf_size: 1 << 20,
+        ..SocketConfig::default()
     };
     println!(
         "netprobe-sockbench: loopback connect/accept/close, {} trials of {:.1} s each way, alternated, private network namespace",
