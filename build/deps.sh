@@ -10,13 +10,13 @@ packages=(
 	libbpf-dev     # <bpf/bpf_helpers.h>, <bpf/bpf_endian.h>
 	linux-libc-dev # <linux/*.h> uapi headers
 	bpftool        # e2e: checks nothing is left loaded
-	iproute2       # e2e: ip netns, veth, tc
+	iproute2       # e2e: ip netns, veth, tc; kernel tier: ss -tnpie, the truth for connection owners
 	procps         # e2e: sysctl (quiet IPv6 in the test namespaces)
 	iputils-ping   # e2e traffic
 	iperf3         # e2e traffic (bounded TCP and UDP)
 	curl           # e2e scrapes
 	prometheus     # promtool check metrics; e2e-dashboards: a real Prometheus with the rules
-	python3        # e2e: /status JSON checks
+	python3        # e2e: /status JSON checks; kernel tier and e2e: servers of build/sockets-traffic.py
 	nmap           # e2e-security: port scans
 	hping3         # e2e-security: floods
 	nftables       # e2e-sockets: drops one packet in ten (retransmits; no netem here)

@@ -13,10 +13,14 @@
 # Phases: completed, refused, reset (server and client side), timed-out and
 # abandoned connections; connections held open (the gauge, and /status
 # lists with process, bytes and RTT); retransmits under an nftables rule in B
-# that drops one packet in ten (this kernel has no netem); --socket-netns
-# all; --socket-probes off; a kernel without BTF (hidden from the agent:
-# one log line, XDP and TC keep working); bad flags; nothing left loaded
-# after SIGTERM.
+# that drops one packet in ten (this kernel has no netem); owners of
+# connections (a server started before the agent, a pre-fork server,
+# SO_REUSEPORT: every /status entry compared with `ss -tnpie` in A at the
+# same moment); the established gauge with 5,000 connections and
+# --max-connections 2048 (equal to CurrEstab); --socket-netns all;
+# --socket-probes off; a kernel without BTF (hidden from the agent: one log
+# line, XDP and TC keep working); bad flags; nothing left loaded after
+# SIGTERM.
 # First, the static checks: the probe source compiles against both
 # architectures' kernel types, and the object relocates (CO-RE) against the
 # BTF of Debian's 6.1 kernels, amd64 and arm64 (build/vmlinux.sh --btf
@@ -43,6 +47,46 @@ HOLD_FD=
 
 tool_a() { timeout 120 ip netns exec "$NSA" python3 "$TOOL" "$@"; }
 tool_b() { timeout 120 ip netns exec "$NSB" python3 "$TOOL" "$@"; }
+
+# owners_a ARGS: a server of sockets-traffic.py `owners` in A, in a
+# subshell like the other servers (cleanup kills them), with room for
+# 16384 descriptors.
+owners_a() {
+	(ip netns exec "$NSA" sh -c 'ulimit -n 16384; exec python3 "$0" owners "$@"' "$TOOL" "$@" \
+		>>"$LOG/owners.log" 2>&1 &)
+}
+
+# hold_b N ADDR PORT: N connections from B, held until release_b; waits
+# (60 s at most) until they are open. Each holds its stdin, a fifo whose
+# only writer is a sleep of ours (so no process started later, the agent
+# included, inherits the write end): killing the sleep closes them.
+HOLD_PIDS= HOLD_WRITERS= HOLD_N=0
+hold_b() {
+	local out=$LOG/hold-b.$((HOLD_N += 1)) pid
+	mkfifo "$out.fifo"
+	ip netns exec "$NSB" sh -c 'ulimit -n 16384; exec timeout 300 python3 "$0" open "$@"' "$TOOL" "$2" "$3" "$1" \
+		<"$out.fifo" >"$out" 2>&1 &
+	pid=$!
+	sleep 600 >"$out.fifo" &
+	HOLD_PIDS+=" $pid" HOLD_WRITERS+=" $!"
+	for _ in $(seq 600); do
+		grep -q ready "$out" && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	fail "$1 connections from B to $2:$3 did not open: $(cat "$out")"
+	return 1
+}
+
+# Closes every connection hold_b opened.
+release_b() {
+	# shellcheck disable=SC2086
+	[ -z "$HOLD_WRITERS" ] || kill $HOLD_WRITERS 2>/dev/null || true
+	# shellcheck disable=SC2086
+	[ -z "$HOLD_PIDS" ] || wait $HOLD_PIDS 2>/dev/null || true
+	HOLD_PIDS= HOLD_WRITERS=
+}
+cleanup_extra() { release_b; }
 
 kernel_at_least() { # MAJOR MINOR
 	local r maj min
@@ -315,6 +359,115 @@ phase_retransmits() {
 	fi
 }
 
+# owners_report LABEL PORT=SOURCE:N,... : every A-side connection on PORT in
+# /status (longest_lived; --top-connections 1000 lists them all) against
+# `ss -tnpie` in A, read right after: right when the agent's pid is a
+# process ss names for the socket, with its command name. One line per
+# port ("ok: ..." or "FAIL: ..."), with right/total and the owner_source
+# counts, which must be the given ones.
+owners_report() {
+	local label=$1
+	shift
+	scrape /status >"$LOG/status-owners.json"
+	# ss -e looks for the cgroup2 mount, which ip netns exec hides: a warning.
+	ina ss -tnpieH >"$LOG/ss-owners.txt" 2>"$LOG/ss-owners.err"
+	python3 - "$LOG/status-owners.json" "$LOG/ss-owners.txt" "$label" "$@" <<'EOF'
+import ipaddress, json, re, sys
+status, sstext, label, specs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+conns = json.load(open(status))["sockets"]["connections"]["longest_lived"]
+def ep(s):
+    host, port = s.rsplit(":", 1)
+    return ipaddress.ip_address(host.strip("[]")), int(port)
+truth = {}
+for line in open(sstext):
+    if line.startswith("ESTAB"):
+        f = line.split()
+        users = re.findall(r'\("([^"]*)",pid=(\d+),fd=\d+\)', line)
+        truth[(ep(f[3]), ep(f[4]))] = [(c, int(p)) for c, p in users]
+for spec in specs:
+    port, _, want = spec.partition("=")
+    port = int(port)
+    mine = [c for c in conns if c["local_port"] == port and c["state"] == "established"]
+    total = len([k for k in truth if k[0][1] == port])
+    right, sources = 0, {}
+    for c in mine:
+        src = c.get("owner_source", "absent")
+        sources[src] = sources.get(src, 0) + 1
+        key = ((ipaddress.ip_address(c["local"]), port), (ipaddress.ip_address(c["remote"]), c["remote_port"]))
+        users = truth.get(key, [])
+        if any(p == c["pid"] and comm == c["comm"] for comm, p in users):
+            right += 1
+        else:
+            print(f"FAIL: {label} port {port} {c['remote']}:{c['remote_port']}: agent {c['comm']}[{c['pid']}] ({src}), ss {users}")
+    want_src = dict((k, int(v)) for k, v in (w.split(":") for w in want.split(",") if w))
+    ok = right == len(mine) == total > 0 and sources == want_src
+    print(f"{'ok' if ok else 'FAIL'}: {label} port {port}: {right}/{total} right against ss -tnpie (owner_source {sources}, expected {want_src})")
+EOF
+}
+
+# owners_check LABEL SPEC...: owners_report's lines as ok/fail.
+owners_check() {
+	local line
+	while read -r line; do
+		case $line in
+		ok:*) ok "${line#ok: }" ;;
+		*) fail "${line#FAIL: }" ;;
+		esac
+	done < <(owners_report "$@" 2>&1)
+}
+
+phase_owners() {
+	echo "e2e-sockets: owners of connections (servers before the agent, pre-fork, SO_REUSEPORT; compared with ss -tnpie)"
+	# Before the agent: a server with four connections from B; then a
+	# pre-fork server and two SO_REUSEPORT servers on one port.
+	owners_a "$A4" 7105 np-early
+	owners_a "$A4" 7106 np-prefork prefork=3
+	owners_a "$A4" 7107 np-rp-one reuseport
+	owners_a "$A4" 7107 np-rp-two reuseport
+	sleep 1
+	hold_b 4 "$A4" 7105 || return
+	start_agent --max-connections 2048 --top-connections 1000 ||
+		{ fail "agent did not become healthy (--max-connections 2048)"; return; }
+	grep -q 'socket layer: learned the owners' "$LOG/agent.log" &&
+		ok "agent log: $(grep -o 'learned the owners.*' "$LOG/agent.log" | tail -1)" ||
+		fail "agent log has no learning line"
+	local owners
+	if owners=$(scrape /status | python3 -c 'import json, sys; o = json.load(sys.stdin)["sockets"]["owners"]; print("accepted", o["accepted"], "by", o["accept_probe"], "learned", o["learned"])'); then
+		ok "/status owners: $owners"
+	else
+		fail "/status has no sockets.owners"
+	fi
+	hold_b 3 "$A4" 7105 && hold_b 9 "$A4" 7106 && hold_b 12 "$A4" 7107 || return
+	sleep 0.6
+	owners_check owners 7105=learned:4,accept:3 7106=accept:9 7107=accept:12
+	release_b
+}
+
+phase_gauge_overflow() {
+	echo "e2e-sockets: the established gauge with 5,000 connections and --max-connections 2048"
+	owners_a "$A4" 7108 np-many
+	sleep 0.5
+	local before during after untracked
+	before=$(reading)
+	hold_b 5000 "$A4" 7108 || return
+	during=$(reading)
+	compare overflow "$before" "$during"
+	expect overflow "netprobe_tcp_connections_tracked (the table is full)" "$(metric netprobe_tcp_connections_tracked)" 2048
+	untracked=$(metric netprobe_tcp_connections_untracked_total)
+	[ "$untracked" -gt 0 ] && ok "overflow: $untracked connections untracked, counted in the gauge all the same" ||
+		fail "overflow: nothing untracked"
+	release_b
+	# The server closes its 5,000 ends as it reads their FINs: until it has,
+	# they are in CLOSE-WAIT, which CurrEstab counts and changes under us.
+	for _ in $(seq 300); do
+		ina ss -Htn state established state close-wait '( sport = :7108 )' | grep -q . || break
+		sleep 0.1
+	done
+	after=$(reading)
+	compare "overflow released" "$during" "$after"
+	stop_agent owners
+}
+
 phase_all_namespaces() {
 	echo "e2e-sockets: --socket-netns all"
 	start_agent --socket-netns all || { fail "agent did not become healthy (--socket-netns all)"; return; }
@@ -376,6 +529,8 @@ bad_input() {
 	rejects "--socket-netns host" host
 	rejects "--max-connections 1" 1
 	rejects "--top-connections 5000" 5000
+	rejects "--socket-accept-probe kprobe" kprobe
+	rejects "--socket-learn-timeout 2h" 2h
 }
 
 static_checks
@@ -392,6 +547,8 @@ phase_lifecycle
 phase_held
 phase_retransmits
 stop_agent self
+phase_owners
+phase_gauge_overflow
 phase_all_namespaces
 phase_off
 phase_no_btf

@@ -22,9 +22,16 @@
  *   tcp/tcp_retransmit_synack (sk, req)                SYN-ACK retransmitted
  *   tcp/tcp_send_reset       (sk, skb[, reason])       RST sent
  *   tcp/tcp_receive_reset    (sk)                      RST received
- *   iter/tcp                                           walks the sockets of
+ *   fexit/inet_csk_accept    (sk, ...) -> child        a connection accepted,
+ *       in the accepting thread (needs a BPF trampoline), or else
+ *   raw_syscalls/sys_exit    (regs, ret)               accept() and accept4()
+ *       returning, in the accepting thread (every system call runs it)
+ *   iter/tcp (netprobe_sock_iter)                      walks the sockets of
  *       the agent's namespace on each collection: refreshes bytes and RTT of
  *       tracked connections, and tracks those open before the agent started
+ *   iter/tcp (netprobe_sock_learn)                     at start: the sockets
+ *       whose owner is not known, by inode, and the owners the agent found
+ *       for them in /proc (sock_seed)
  *
  * How the kernel counts (net/ipv4/tcp.c, tcp_output.c, tcp_minisocks.c;
  * checked on 6.1 and 6.18), and how the probes match it:
@@ -43,8 +50,12 @@
  *   Not seen: a request socket (before the child exists) reset by its
  *   peer (tcp_check_req), and an MPTCP subflow reset during its handshake.
  * - EstabResets: any move from ESTABLISHED or CLOSE-WAIT straight to CLOSE.
- * - CurrEstab (6.10+: ESTABLISHED or CLOSE-WAIT): kept for the tracked
- *   connections as entries minus exits; see NP_CONN_F_ESTAB.
+ * - CurrEstab (ESTABLISHED or CLOSE-WAIT; 6.1 stable and 6.10+): entries
+ *   minus exits, each socket counted by a flag kept on the socket itself
+ *   (np_sock_local), so every socket counts however full sock_conns is; the
+ *   iterator counts those established before the agent started. Kernels
+ *   without socket storage in tracing programs keep the flag in the
+ *   connection's sock_conns entry: only tracked connections count there.
  * - RetransSegs: __tcp_retransmit_skb() adds the segment count to it and to
  *   tcp_sock.total_retrans together, then transmits; the tracepoint fires
  *   after the transmit (on 6.1 only if it succeeded; from 6.13 also on
@@ -52,6 +63,24 @@
  *   growth of total_retrans of each tracked socket, at each retransmit
  *   event and at close; untracked sockets count the skb's segments. Plus
  *   tcp_rtx_synack(), which counts one and fires tcp_retransmit_synack.
+ *
+ * Owners (enum np_owner_source): each TCP socket of the namespace(s)
+ * counted carries an np_sock_local in sock_owners (BPF_MAP_TYPE_SK_STORAGE,
+ * 5.11+ in tracing programs), written where a process acts on it:
+ * connect() and listen() run in the caller's context; a listener's storage
+ * is copied to each child the kernel clones from it (BPF_F_CLONE, before
+ * the child's SYN-RECV), so a connection not yet accepted carries its own
+ * listener's owner, whatever other sockets share its port; and the accept
+ * probe runs in the thread that accepts it, which becomes the owner
+ * (pre-fork servers, SO_REUSEPORT groups, a server that exec'd after
+ * listen()). fexit/inet_csk_accept has the child socket typed; the system
+ * call exit finds it through the new descriptor, untyped, so it hands the
+ * owner over in sock_accepted, keyed by the socket's address, which events
+ * and the iterator read (np_owner_best). Sockets open before the agent
+ * started are learned once through /proc (netprobe_sock_learn). A
+ * connection's sock_conns entry and its events carry a copy. Without
+ * socket storage (cfg_storage = 0, before 5.11) owners live in sock_conns
+ * entries only: accepted connections get one only from the accept probe.
  *
  * Namespaces: tracepoints are global. Every event is attributed to the
  * socket's network namespace (its inode, as in /proc/PID/ns/net) and, when
@@ -85,6 +114,16 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 /* Network namespace counted (inode of /proc/PID/ns/net); 0: all of them. Set by the agent before load. */
 const volatile __u32 cfg_netns = 0;
 
+/* accept() and accept4() on the agent's architecture: the system call
+ * exit probe takes only those. Set by the agent before load. */
+const volatile __u32 cfg_nr_accept = 0;
+const volatile __u32 cfg_nr_accept4 = 0;
+
+/* 1: the kernel lets tracing programs use socket storage (bpf_sk_storage_get,
+ * 5.11+); the agent loads with 0 where it does not, and the verifier then
+ * skips every branch that would call it. */
+const volatile __u32 cfg_storage = 1;
+
 /* Per-CPU counters (enum np_sock_counter), one entry; the agent sums the CPUs. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -101,27 +140,47 @@ struct {
 	__type(value, struct np_conn);
 } sock_conns SEC(".maps");
 
-/* Probe-private: listening socket of a (namespace, port), for the process of passive connections. */
-struct np_listener_key {
-	__u32 netns;
-	__u16 port;
-	__u16 pad;
-};
-
-struct np_listener {
-	__u64 sk;
-	__u32 pid;
+/* Probe-private: what the probes keep on each socket. */
+struct np_sock_local {
+	struct np_owner owner;
+	__u32 flags; /* enum np_sock_local_flag */
 	__u32 pad;
-	char comm[16];
 };
 
-/* Listening sockets by (netns, port): who called listen(); probe-private. */
+enum np_sock_local_flag {
+	NP_SK_F_ESTAB = 1 << 0, /* counted in ESTAB_ENTERED, not yet in ESTAB_LEFT */
+};
+
+/* Owner and gauge flag of each TCP socket, freed with the socket (no
+ * capacity: the kernel charges it to the socket); a listener's is copied to
+ * its children. Probe-private. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct np_listener_key);
-	__type(value, struct np_listener);
-} sock_listeners SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct np_sock_local);
+} sock_owners SEC(".maps");
+
+/* Owners of accepted connections from the system call exit probe, by
+ * socket address, until the iterator moves them onto the socket (or the
+ * socket closes); allocated per entry (--max-connections). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct np_owner);
+} sock_accepted SEC(".maps");
+
+/* Owners the agent learned from /proc at start, by socket inode; read by
+ * netprobe_sock_learn, emptied by the agent after. Allocated per entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct np_owner);
+} sock_seed SEC(".maps");
 
 /* struct np_sock_event records, probe to the agent's socket collector. */
 struct {
@@ -264,37 +323,124 @@ static __always_inline __u64 np_wakeup_flags(void)
 	return avail >= size / 4 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
-static __always_inline void np_listener_key(struct np_listener_key *k, __u32 netns, __u16 port)
+/* The socket's storage (full TCP sockets only: tp), created when create is
+ * set; NULL without socket storage (cfg_storage), or when the kernel could
+ * not allocate it (counted). */
+static __always_inline struct np_sock_local *np_local(struct np_sock_stats *st, const struct tcp_sock *tp, int create)
 {
-	k->netns = netns;
-	k->port = port;
-	k->pad = 0;
+	struct np_sock_local *s;
+
+	if (!cfg_storage)
+		return 0;
+	s = bpf_sk_storage_get(&sock_owners, (void *)tp, 0, create ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (!s && create)
+		np_count(st, NP_SOCK_STORAGE_FAILED, 1);
+	return s;
 }
 
-/* A socket started listening (process context: listen()) or stopped. */
-static __always_inline void np_listen(const struct sock *sk, __u32 netns, int on)
+/* The calling process as an owner (process context only). */
+static __always_inline void np_owner_current(struct np_owner *o, __u8 source)
 {
-	struct np_listener_key k;
-	struct np_listener *cur;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
 
-	np_listener_key(&k, netns, sk->__sk_common.skc_num);
-	if (on) {
-		struct np_listener v = { .sk = (__u64)sk, .pid = bpf_get_current_pid_tgid() >> 32 };
+	__builtin_memset(o, 0, sizeof(*o));
+	o->pid = bpf_get_current_pid_tgid() >> 32;
+	o->source = source;
+	o->cgroup_id = bpf_get_current_cgroup_id();
+	/* The process's name, as ss -p and /proc/PID/stat show it: its thread
+	 * group leader's, not the calling thread's. */
+	if (!leader || bpf_probe_read_kernel_str(o->comm, sizeof(o->comm), &leader->comm) < 0)
+		bpf_get_current_comm(o->comm, sizeof(o->comm));
+}
 
-		bpf_get_current_comm(v.comm, sizeof(v.comm));
-		bpf_map_update_elem(&sock_listeners, &k, &v, BPF_ANY);
+/* How sure an owner is: a process seen acting on the socket beats one
+ * learned from /proc, which beats the listener's. */
+static __always_inline int np_owner_rank(__u8 source)
+{
+	switch (source) {
+	case NP_OWNER_CONNECT:
+	case NP_OWNER_ACCEPT:
+		return 3;
+	case NP_OWNER_LEARNED:
+		return 2;
+	case NP_OWNER_LISTENER:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* The surer of the entry's, the socket's and a handed-over owner (each may
+ * be NULL); NULL when none is known. */
+static __always_inline const struct np_owner *np_owner_best(const struct np_conn *c, const struct np_sock_local *s,
+							     const struct np_owner *h)
+{
+	const struct np_owner *best = 0;
+	int rank = 0;
+
+	if (c && np_owner_rank(c->owner.source) > rank) {
+		best = &c->owner;
+		rank = np_owner_rank(c->owner.source);
+	}
+	if (s && np_owner_rank(s->owner.source) >= rank && s->owner.source != NP_OWNER_UNKNOWN) {
+		best = &s->owner;
+		rank = np_owner_rank(s->owner.source);
+	}
+	if (h && np_owner_rank(h->source) >= rank && h->source != NP_OWNER_UNKNOWN)
+		best = h;
+	return best;
+}
+
+/*
+ * The established gauge: a socket is counted on its first move into
+ * ESTABLISHED or CLOSE-WAIT the probes see and uncounted when it leaves,
+ * by a flag on the socket (s) or, without socket storage, on its table
+ * entry (c: tracked connections only). A socket never counted is never
+ * subtracted.
+ */
+static __always_inline void np_gauge(struct np_sock_stats *st, struct np_sock_local *s, struct np_conn *c, int estab)
+{
+	if (cfg_storage) {
+		if (!s)
+			return;
+		if (estab && !(s->flags & NP_SK_F_ESTAB)) {
+			s->flags |= NP_SK_F_ESTAB;
+			np_count(st, NP_SOCK_ESTAB_ENTERED, 1);
+		} else if (!estab && (s->flags & NP_SK_F_ESTAB)) {
+			s->flags &= ~NP_SK_F_ESTAB;
+			np_count(st, NP_SOCK_ESTAB_LEFT, 1);
+		}
 		return;
 	}
-	/* SO_REUSEPORT: another socket may have taken the port over since. */
-	cur = bpf_map_lookup_elem(&sock_listeners, &k);
-	if (cur && cur->sk == (__u64)sk)
-		bpf_map_delete_elem(&sock_listeners, &k);
+	if (!c)
+		return;
+	if (estab && !(c->flags & NP_CONN_F_ESTAB)) {
+		c->flags |= NP_CONN_F_ESTAB;
+		np_count(st, NP_SOCK_ESTAB_ENTERED, 1);
+	} else if (!estab && (c->flags & NP_CONN_F_ESTAB)) {
+		c->flags &= ~NP_CONN_F_ESTAB;
+		np_count(st, NP_SOCK_ESTAB_LEFT, 1);
+	}
+}
+
+/* A socket started listening (process context: listen()). Its owner is
+ * copied to every child cloned from it. */
+static __always_inline void np_listen(struct np_sock_stats *st, const struct tcp_sock *tp)
+{
+	struct np_sock_local *s = np_local(st, tp, 1);
+
+	if (s) {
+		np_owner_current(&s->owner, NP_OWNER_LISTENER);
+		s->flags = 0;
+	}
 }
 
 /* Starts tracking a new connection. */
 static __always_inline void np_track(struct np_sock_stats *st, const struct sock *sk, const struct tcp_sock *tp,
 				     __u32 netns, __u8 direction)
 {
+	struct np_sock_local *s = np_local(st, tp, 1);
 	struct np_conn c;
 	__u64 key = (__u64)sk;
 
@@ -305,24 +451,26 @@ static __always_inline void np_track(struct np_sock_stats *st, const struct sock
 	np_conn_addrs(sk, tp, &c);
 	if (direction == NP_CONN_ACTIVE) {
 		/* connect() runs in the caller's context. */
-		c.pid = bpf_get_current_pid_tgid() >> 32;
-		bpf_get_current_comm(c.comm, sizeof(c.comm));
+		np_owner_current(&c.owner, NP_OWNER_CONNECT);
+		if (s) {
+			s->owner = c.owner;
+			s->flags = 0;
+		}
 		c.state = NP_TCP_SYN_SENT;
 		/* 0 on a new socket; tcp_disconnect() zeroes it on a reused one. */
 		c.retrans_seen = tp->total_retrans;
 		c.flags = NP_CONN_F_RETRANS_BASE;
 	} else {
-		/* The child is created in softirq: the process is its listener's.
+		/* The child is created in softirq, where no process is known: its
+		 * storage is its listener's, copied by the clone (BPF_F_CLONE);
+		 * the accept probe replaces it with the accepting process.
 		 * total_retrans gets the SYN-ACK retransmits (counted by
 		 * tcp_retransmit_synack) after this: baseline when SYN-RECV ends. */
-		struct np_listener_key k;
-		struct np_listener *l;
-
-		np_listener_key(&k, netns, c.lport);
-		l = bpf_map_lookup_elem(&sock_listeners, &k);
-		if (l) {
-			c.pid = l->pid;
-			__builtin_memcpy(c.comm, l->comm, sizeof(c.comm));
+		if (s) {
+			if (s->owner.source != NP_OWNER_UNKNOWN)
+				s->owner.source = NP_OWNER_LISTENER;
+			s->flags = 0;
+			c.owner = s->owner;
 		}
 		c.state = NP_TCP_SYN_RECV;
 	}
@@ -331,19 +479,28 @@ static __always_inline void np_track(struct np_sock_stats *st, const struct sock
 		np_count(st, NP_SOCK_UNTRACKED, 1);
 }
 
-/* What an event takes from the connection's entry: who opened it and when. */
-static __always_inline void np_event_owner(struct np_sock_event *e, const struct np_conn *c)
+/* What an event takes from the connection's entry, the socket and a
+ * handed-over accept: who owns it (the socket's is there even when the
+ * table had no room), and when it opened. */
+static __always_inline void np_event_owner(struct np_sock_event *e, __u64 key, const struct np_conn *c,
+					   const struct np_sock_local *s)
 {
-	e->direction = c->direction;
-	e->flags = c->flags;
-	e->pid = c->pid;
-	e->start_ns = c->start_ns;
-	e->established_ns = c->established_ns;
-	__builtin_memcpy(e->comm, c->comm, sizeof(e->comm));
+	const struct np_owner *h = bpf_map_lookup_elem(&sock_accepted, &key);
+	const struct np_owner *o = np_owner_best(c, s, h);
+
+	if (c) {
+		e->direction = c->direction;
+		e->flags = c->flags;
+		e->start_ns = c->start_ns;
+		e->established_ns = c->established_ns;
+	}
+	if (o)
+		e->owner = *o;
 }
 
 static __always_inline void np_emit_closed(struct np_sock_stats *st, const struct sock *sk, const struct tcp_sock *tp,
-					   const struct np_conn *c, __u32 netns, __u8 outcome, __u8 oldstate)
+					   const struct np_conn *c, const struct np_sock_local *s, __u32 netns,
+					   __u8 outcome, __u8 oldstate)
 {
 	struct np_sock_event *e;
 
@@ -373,10 +530,9 @@ static __always_inline void np_emit_closed(struct np_sock_stats *st, const struc
 	} else {
 		np_sk_addrs(sk, tp, &e->family, e->laddr, e->raddr, &e->lport, &e->rport);
 	}
-	if (c) {
-		np_event_owner(e, c);
+	np_event_owner(e, (__u64)sk, c, s);
+	if (c)
 		e->retrans = c->retrans;
-	}
 	bpf_ringbuf_submit(e, np_wakeup_flags());
 }
 
@@ -387,12 +543,15 @@ int netprobe_sock_state(__u64 *ctx)
 	int oldstate = (int)ctx[1];
 	int newstate = (int)ctx[2];
 	const struct tcp_sock *tp;
+	struct np_sock_local *s = 0;
 	struct np_sock_stats *st;
 	struct np_conn *c;
 	__u64 key = (__u64)sk;
 	__u32 netns;
+	int estab;
 
-	/* Sockets starting or stopping to listen, and new connections. */
+	/* Sockets starting or stopping to listen, and new connections (a
+	 * child is cloned from its listener: it leaves LISTEN). */
 	if (newstate == NP_TCP_LISTEN || oldstate == NP_TCP_LISTEN ||
 	    (oldstate == NP_TCP_CLOSE && newstate == NP_TCP_SYN_SENT)) {
 		/* MPTCP and SCTP sockets fire this tracepoint too. */
@@ -401,15 +560,16 @@ int netprobe_sock_state(__u64 *ctx)
 		netns = np_sk_netns(sk);
 		if (!np_netns_wanted(netns))
 			return 0;
-		if (newstate == NP_TCP_LISTEN || newstate == NP_TCP_CLOSE) {
-			np_listen(sk, netns, newstate == NP_TCP_LISTEN);
+		/* A listener closing: its storage goes with the socket. */
+		if (newstate == NP_TCP_CLOSE)
 			return 0;
-		}
 		tp = bpf_skc_to_tcp_sock((void *)sk);
 		if (!tp)
 			return 0;
 		st = np_stats();
-		if (newstate == NP_TCP_SYN_RECV) {
+		if (newstate == NP_TCP_LISTEN) {
+			np_listen(st, tp);
+		} else if (newstate == NP_TCP_SYN_RECV) {
 			np_count(st, NP_SOCK_PASSIVE_OPENS, 1);
 			np_track(st, sk, tp, netns, NP_CONN_PASSIVE);
 		} else if (newstate == NP_TCP_SYN_SENT) {
@@ -455,21 +615,17 @@ int netprobe_sock_state(__u64 *ctx)
 		}
 	}
 
-	/* The established gauge follows the entry's flag, so a connection it
-	 * never counted (untracked, or open before the agent) is never
-	 * subtracted either. */
-	if (c) {
-		if (np_estab_state(newstate)) {
-			if (!(c->flags & NP_CONN_F_ESTAB)) {
-				c->flags |= NP_CONN_F_ESTAB | NP_CONN_F_WAS_ESTAB;
-				np_count(st, NP_SOCK_ESTAB_ENTERED, 1);
-			}
-			if (!c->established_ns)
-				c->established_ns = bpf_ktime_get_boot_ns();
-		} else if (c->flags & NP_CONN_F_ESTAB) {
-			c->flags &= ~NP_CONN_F_ESTAB;
-			np_count(st, NP_SOCK_ESTAB_LEFT, 1);
-		}
+	estab = np_estab_state(newstate);
+	if (estab || np_estab_state(oldstate)) {
+		/* Storage is created for a socket entering: one established
+		 * before the agent started is counted from its first change. */
+		s = np_local(st, tp, estab);
+		np_gauge(st, s, c, estab);
+	}
+	if (c && estab) {
+		c->flags |= NP_CONN_F_WAS_ESTAB;
+		if (!c->established_ns)
+			c->established_ns = bpf_ktime_get_boot_ns();
 	}
 
 	if (newstate != NP_TCP_CLOSE) {
@@ -501,9 +657,13 @@ int netprobe_sock_state(__u64 *ctx)
 		}
 		if (c)
 			np_retrans_catch_up(st, tp, c);
-		np_emit_closed(st, sk, tp, c, netns, outcome, oldstate);
+		if (!s)
+			s = np_local(st, tp, 0);
+		np_emit_closed(st, sk, tp, c, s, netns, outcome, oldstate);
 		if (c)
 			bpf_map_delete_elem(&sock_conns, &key);
+		/* An owner handed over for this address is this socket's only. */
+		bpf_map_delete_elem(&sock_accepted, &key);
 	}
 	return 0;
 }
@@ -553,6 +713,8 @@ int netprobe_sock_synack(__u64 *ctx)
 static __always_inline void np_emit_reset(struct np_sock_stats *st, const struct sock *sk, const struct sk_buff *skb,
 					  __u32 netns, __u8 type)
 {
+	const struct tcp_sock *tp = 0;
+	struct np_sock_local *s = 0;
 	struct np_sock_event *e;
 	struct np_conn *c = 0;
 	__u64 key = (__u64)sk;
@@ -569,15 +731,17 @@ static __always_inline void np_emit_reset(struct np_sock_stats *st, const struct
 	if (sk) {
 		e->state = sk->__sk_common.skc_state;
 		c = bpf_map_lookup_elem(&sock_conns, &key);
+		/* NULL for a time-wait or request socket: no storage there. */
+		tp = bpf_skc_to_tcp_sock((void *)sk);
+		if (tp)
+			s = np_local(st, tp, 0);
 	}
 	/* The segment a RST answers names the peer even when sk is a listener. */
 	if (!skb || np_skb_addrs(skb, e)) {
 		if (sk)
-			np_sk_addrs(sk, bpf_skc_to_tcp_sock((void *)sk), &e->family, e->laddr, e->raddr, &e->lport,
-				    &e->rport);
+			np_sk_addrs(sk, tp, &e->family, e->laddr, e->raddr, &e->lport, &e->rport);
 	}
-	if (c)
-		np_event_owner(e, c);
+	np_event_owner(e, key, c, s);
 	bpf_ringbuf_submit(e, np_wakeup_flags());
 }
 
@@ -622,6 +786,154 @@ int netprobe_sock_rst_in(__u64 *ctx)
 }
 
 /*
+ * 6.10 folded inet_csk_accept()'s flags, err and kern into one struct
+ * proto_accept_arg: its return value follows two arguments there, four
+ * before. Declared here because the 6.1 types (vmlinux.h) lack it; CO-RE
+ * asks the running kernel whether it has it.
+ */
+struct proto_accept_arg___np {
+	int flags;
+} __attribute__((preserve_access_index));
+
+/* Verifier: a context slot must be read at a constant offset from the
+ * unmodified context pointer; left to itself, clang would pick the offset
+ * first and add it to the pointer. */
+#define NP_CTX_SLOT(ctx, off)                                                   \
+	({                                                                      \
+		__u64 __v;                                                      \
+		asm volatile("%0 = *(u64 *)(%1 + " #off ")" : "=r"(__v) : "r"(ctx)); \
+		__v;                                                            \
+	})
+
+/* The current process accepted the connection at key: its owner from now
+ * on, on the socket itself where the caller has it typed (tp), else handed
+ * over through sock_accepted; and on its table entry at once. */
+static __always_inline void np_accepted(struct np_sock_stats *st, __u64 key, const struct tcp_sock *tp)
+{
+	struct np_sock_local *s;
+	struct np_owner o;
+	struct np_conn *c;
+
+	np_owner_current(&o, NP_OWNER_ACCEPT);
+	c = bpf_map_lookup_elem(&sock_conns, &key);
+	if (c)
+		c->owner = o;
+	if (tp) {
+		s = np_local(st, tp, 1);
+		if (s)
+			s->owner = o;
+		return;
+	}
+	if (bpf_map_update_elem(&sock_accepted, &key, &o, BPF_ANY))
+		np_count(st, NP_SOCK_ACCEPT_UNSEEN, 1);
+}
+
+/*
+ * A connection accepted, in the accepting thread (accept(), accept4(),
+ * io_uring): that process owns it from now on. Runs on a BPF trampoline
+ * (x86_64 5.5+, arm64 with ftrace direct calls); the agent runs without it
+ * where the kernel has none, and accepted connections then keep their
+ * listener's owner.
+ */
+SEC("fexit/inet_csk_accept")
+int netprobe_sock_accept(__u64 *ctx)
+{
+	const struct tcp_sock *tp;
+	struct sock *sk;
+
+	if (bpf_core_type_exists(struct proto_accept_arg___np))
+		sk = (struct sock *)NP_CTX_SLOT(ctx, 16); /* (sk, arg) -> ret */
+	else
+		sk = (struct sock *)NP_CTX_SLOT(ctx, 32); /* (sk, flags, err, kern) -> ret */
+	if (!sk) /* nothing accepted (an error, or a signal) */
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp || !np_netns_wanted(np_sk_netns(sk)))
+		return 0;
+	np_accepted(np_stats(), (__u64)sk, tp);
+	return 0;
+}
+
+/* The system call number in the registers a system call left: each
+ * architecture names it differently; CO-RE picks the running one's. */
+struct pt_regs___x86 {
+	long unsigned int orig_ax;
+} __attribute__((preserve_access_index));
+
+struct pt_regs___arm64 {
+	int syscallno;
+} __attribute__((preserve_access_index));
+
+/* The socket a descriptor of the current process names, 0 if none. Read
+ * with the helper: a descriptor table is an array of pointers, which typed
+ * loads cannot index. */
+static __always_inline const struct sock *np_fd_sock(long fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	unsigned int max = BPF_CORE_READ(fdt, max_fds);
+	struct socket *so;
+	struct file *f = 0;
+
+	if (!fds || fd < 0 || fd >= max)
+		return 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return 0;
+	so = BPF_CORE_READ(f, private_data);
+	/* A socket's file and the socket point at each other. */
+	if (!so || BPF_CORE_READ(so, file) != f)
+		return 0;
+	return BPF_CORE_READ(so, sk);
+}
+
+/*
+ * accept() and accept4() returning a descriptor, in the accepting thread:
+ * the accept probe of kernels without BPF trampolines (raw tracepoint
+ * sys_exit, which every system call then passes: a few tens of ns each,
+ * measured by netprobe-sockbench). io_uring accepts do not pass it: those
+ * connections keep their listener's owner.
+ */
+SEC("tp_btf/sys_exit")
+int netprobe_sock_accept_sys(__u64 *ctx)
+{
+	const struct pt_regs *regs = (const struct pt_regs *)ctx[0];
+	long ret = (long)ctx[1];
+	const struct sock *sk;
+	long nr = -1;
+
+	if (bpf_core_field_exists(((struct pt_regs___x86 *)0)->orig_ax))
+		nr = ((const struct pt_regs___x86 *)regs)->orig_ax;
+	else if (bpf_core_field_exists(((struct pt_regs___arm64 *)0)->syscallno))
+		nr = ((const struct pt_regs___arm64 *)regs)->syscallno;
+	if ((nr != cfg_nr_accept && nr != cfg_nr_accept4) || ret < 0)
+		return 0;
+	sk = np_fd_sock(ret);
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != NP_IPPROTO_TCP)
+		return 0;
+	if (!np_netns_wanted(BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum)))
+		return 0;
+	np_accepted(np_stats(), (__u64)sk, 0);
+	return 0;
+}
+
+/* Inode of the socket's file, as /proc/PID/fd ("socket:[INODE]") and ss -e
+ * (ino:) show it; 0 while no process holds it (a connection still in its
+ * listener's accept queue). */
+static __always_inline __u64 np_sock_inode(const struct tcp_sock *tp)
+{
+	struct socket *so = tp->inet_conn.icsk_inet.sk.sk_socket;
+	struct file *f;
+
+	if (!so)
+		return 0;
+	f = so->file;
+	if (!f)
+		return 0;
+	return f->f_inode->i_ino;
+}
+
+/*
  * Walks the TCP sockets of the namespace the agent runs in (bpf_iter__tcp,
  * 5.9+); the agent runs it on each collection. The kernel holds each
  * socket's lock around this program, so no state change races it.
@@ -630,11 +942,13 @@ SEC("iter/tcp")
 int netprobe_sock_iter(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = ctx->sk_common;
+	const struct np_owner *o, *h;
+	struct np_sock_local *s;
 	struct np_sock_stats *st;
 	struct tcp_sock *tp;
 	struct np_conn *c;
 	__u64 key;
-	int state;
+	int state, estab;
 
 	if (!skc)
 		return 0;
@@ -647,6 +961,28 @@ int netprobe_sock_iter(struct bpf_iter__tcp *ctx)
 		return 0;
 	key = (__u64)tp;
 	st = np_stats();
+	estab = np_estab_state(state);
+	s = np_local(st, tp, 0);
+	h = bpf_map_lookup_elem(&sock_accepted, &key);
+	if (h) {
+		/* An accept the syscall probe saw: onto the socket now. */
+		if (!s)
+			s = np_local(st, tp, 1);
+		if (s)
+			s->owner = *h;
+		c = bpf_map_lookup_elem(&sock_conns, &key);
+		if (c)
+			c->owner = *h;
+		bpf_map_delete_elem(&sock_accepted, &key);
+	}
+	if (cfg_storage && estab && !(s && (s->flags & NP_SK_F_ESTAB))) {
+		/* Established before the agent started (or before the kernel
+		 * could give it storage): counted from now on. */
+		if (!np_netns_wanted(np_sk_netns((const struct sock *)tp)))
+			return 0;
+		s = np_local(st, tp, 1);
+		np_gauge(st, s, 0, 1);
+	}
 	c = bpf_map_lookup_elem(&sock_conns, &key);
 	if (!c) {
 		/* Open before the agent started, or untracked while the table
@@ -664,22 +1000,86 @@ int netprobe_sock_iter(struct bpf_iter__tcp *ctx)
 		n.flags = NP_CONN_F_SEEDED | NP_CONN_F_RETRANS_BASE;
 		n.retrans_seen = tp->total_retrans;
 		np_conn_addrs((const struct sock *)tp, tp, &n);
-		if (np_estab_state(state)) {
-			n.flags |= NP_CONN_F_ESTAB | NP_CONN_F_WAS_ESTAB;
+		if (estab) {
+			n.flags |= NP_CONN_F_WAS_ESTAB;
 			n.established_ns = n.start_ns;
+			if (!cfg_storage)
+				n.flags |= NP_CONN_F_ESTAB;
 		}
 		if (bpf_map_update_elem(&sock_conns, &key, &n, BPF_NOEXIST))
 			return 0;
-		if (np_estab_state(state))
+		if (estab && !cfg_storage)
 			np_count(st, NP_SOCK_ESTAB_ENTERED, 1);
 		c = bpf_map_lookup_elem(&sock_conns, &key);
 		if (!c)
 			return 0;
 	}
+	/* The socket's owner, where surer (accepted since, learned). */
+	o = np_owner_best(c, s, 0);
+	if (o)
+		c->owner = *o;
 	c->bytes_acked = tp->bytes_acked;
 	c->bytes_received = tp->bytes_received;
 	c->srtt_us = tp->srtt_us >> 3;
 	c->updated_ns = bpf_ktime_get_boot_ns();
 	np_retrans_catch_up(st, tp, c);
+	return 0;
+}
+
+/*
+ * Learns the owners of sockets open before the agent started (run twice at
+ * start, after netprobe_sock_iter has tracked them): each listener or
+ * connection of the agent's namespace whose owner is not known is written
+ * to the output as an np_learn_record, unless sock_seed holds an owner for
+ * its inode (found by the agent in /proc/PID/fd), which it then gets.
+ */
+SEC("iter/tcp")
+int netprobe_sock_learn(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct np_sock_local *s = 0;
+	struct np_learn_record r;
+	struct np_sock_stats *st;
+	struct np_owner *seed;
+	struct tcp_sock *tp;
+	struct np_conn *c;
+	__u64 key, inode;
+	int state;
+
+	if (!skc)
+		return 0;
+	state = skc->skc_state;
+	if (state == NP_TCP_CLOSE || state == NP_TCP_TIME_WAIT || state == NP_TCP_NEW_SYN_RECV)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp || !np_netns_wanted(np_sk_netns((const struct sock *)tp)))
+		return 0;
+	st = np_stats();
+	key = (__u64)tp;
+	c = bpf_map_lookup_elem(&sock_conns, &key);
+	if (cfg_storage) {
+		s = np_local(st, tp, 0);
+		if (s && s->owner.source != NP_OWNER_UNKNOWN)
+			return 0;
+	} else if (!c || c->owner.source != NP_OWNER_UNKNOWN) {
+		/* Nowhere to keep a listener's owner without storage. */
+		return 0;
+	}
+	inode = np_sock_inode(tp);
+	if (!inode)
+		return 0;
+	seed = bpf_map_lookup_elem(&sock_seed, &inode);
+	if (seed) {
+		s = np_local(st, tp, 1);
+		if (s)
+			s->owner = *seed;
+		if (c)
+			c->owner = *seed;
+		return 0;
+	}
+	r.inode = inode;
+	r.state = state;
+	r.pad = 0;
+	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
 	return 0;
 }

@@ -93,6 +93,24 @@ pub struct Args {
     #[argh(option, default = "10", from_str_fn(parse_top_connections))]
     pub top_connections: usize,
 
+    /// how the socket layer finds the process that accepts a connection:
+    /// auto (fexit/inet_csk_accept where the kernel has BPF trampolines,
+    /// else the exit of accept() and accept4(), which every system call
+    /// then passes), fexit (else the listener's process), syscall, or off
+    /// (the listener's process) (default auto)
+    #[argh(option, default = "crate::sockets::AcceptProbeMode::Auto")]
+    pub socket_accept_probe: crate::sockets::AcceptProbeMode,
+
+    /// time the socket layer may spend at start finding the processes of
+    /// sockets already open, in /proc/*/fd as ss -p does (default 2s; 0 =
+    /// not learned; up to 1m)
+    #[argh(
+        option,
+        default = "Duration::from_secs(2)",
+        from_str_fn(parse_socket_learn_timeout)
+    )]
+    pub socket_learn_timeout: Duration,
+
     /// HTTP threads kept ready; more start on demand up to
     /// --http-max-connections and stop after 5 s idle (default 2; 1 to 64)
     #[argh(option, default = "2", from_str_fn(parse_http_workers))]
@@ -446,6 +464,19 @@ fn parse_max_connections(s: &str) -> Result<u32, String> {
 
 fn parse_top_connections(s: &str) -> Result<usize, String> {
     parse_in_range("top connections", s, 0, 1000)
+}
+
+fn parse_socket_learn_timeout(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let d = parse_duration(s)?;
+    if d > Duration::from_secs(60) {
+        return Err(format!(
+            "socket learn timeout '{s}' is out of range (0 to 1m)"
+        ));
+    }
+    Ok(d)
 }
 
 fn parse_ringbuf_size(s: &str) -> Result<u32, String> {

@@ -68,6 +68,13 @@ pub const PROG_SOCK_SYNACK: &str = "netprobe_sock_synack";
 pub const PROG_SOCK_RST_OUT: &str = "netprobe_sock_rst_out";
 pub const PROG_SOCK_RST_IN: &str = "netprobe_sock_rst_in";
 pub const PROG_SOCK_ITER: &str = "netprobe_sock_iter";
+pub const PROG_SOCK_LEARN: &str = "netprobe_sock_learn";
+/// The accept probes: fexit on a kernel function, or else the raw
+/// tracepoint of every system call's exit.
+pub const PROG_SOCK_ACCEPT: &str = "netprobe_sock_accept";
+pub const SOCK_ACCEPT_FUNCTION: &str = "inet_csk_accept";
+pub const PROG_SOCK_ACCEPT_SYS: &str = "netprobe_sock_accept_sys";
+pub const SOCK_ACCEPT_TRACEPOINT: &str = "sys_exit";
 pub const SOCK_TRACEPOINTS: [(&str, &str); 5] = [
     (PROG_SOCK_STATE, "inet_sock_set_state"),
     (PROG_SOCK_RETRANS, "tcp_retransmit_skb"),
@@ -79,11 +86,18 @@ pub const SOCK_TRACEPOINTS: [(&str, &str); 5] = [
 /// Maps of the socket object.
 pub const MAP_SOCK_STATS: &str = "sock_stats";
 pub const MAP_SOCK_CONNS: &str = "sock_conns";
-pub const MAP_SOCK_LISTENERS: &str = "sock_listeners";
 pub const MAP_SOCK_EVENTS: &str = "sock_events";
+pub const MAP_SOCK_SEED: &str = "sock_seed";
 
 /// Network namespace the socket probes count (0: all).
 pub const GLOBAL_SOCK_NETNS: &str = "cfg_netns";
+/// 1: the probes keep owners on each socket (socket storage, 5.11+).
+pub const GLOBAL_SOCK_STORAGE: &str = "cfg_storage";
+/// accept() and accept4() system call numbers of the agent's architecture.
+pub const GLOBAL_SOCK_NR_ACCEPT: &str = "cfg_nr_accept";
+pub const GLOBAL_SOCK_NR_ACCEPT4: &str = "cfg_nr_accept4";
+/// Handed-over owners of accepted connections (sized --max-connections).
+pub const MAP_SOCK_ACCEPTED: &str = "sock_accepted";
 
 /// Detection and mitigation maps (`probes/include/detect.h`).
 pub const MAP_SCAN_STATE: &str = "scan_state";

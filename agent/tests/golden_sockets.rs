@@ -5,9 +5,10 @@
 //! rewrites them after an intended change; review the diff.
 
 use netprobe::sockets::model::{
-    ConnEntry, ConnTable, Histogram, SocketCounters, DURATION_BUCKETS, SRTT_BUCKETS,
+    ConnEntry, ConnTable, Histogram, Learned, Owners, SocketCounters, DURATION_BUCKETS,
+    SRTT_BUCKETS,
 };
-use netprobe::sockets::{render_metrics, Direction, SocketSnapshot};
+use netprobe::sockets::{render_metrics, Direction, OwnerSource, SocketSnapshot};
 
 mod golden_file;
 
@@ -22,6 +23,8 @@ fn conn(local_port: u16, bytes: u64, duration: f64) -> ConnEntry {
         state: "established",
         pid: Some(4242),
         comm: Some("curl".into()),
+        owner_source: OwnerSource::Connect,
+        cgroup_id: Some(9876),
         netns: 4026531840,
         duration_seconds: duration,
         since_agent_start: false,
@@ -47,11 +50,30 @@ fn snapshot() -> SocketSnapshot {
     failure.srtt_seconds = None;
     failure.retransmits = 1;
     failure.error = Some("ETIMEDOUT".into());
+    let mut accepted = conn(8080, 700, 2.5);
+    accepted.direction = Direction::Passive;
+    accepted.owner_source = OwnerSource::Accept;
+    accepted.comm = Some("nginx".into());
+    accepted.pid = Some(31337);
+    let mut queued = conn(8080, 0, 0.5);
+    queued.direction = Direction::Passive;
+    queued.owner_source = OwnerSource::Listener;
+    queued.comm = Some("nginx".into());
+    queued.pid = Some(31330);
+    queued.remote_port = 50001;
+    let mut unknown = conn(9000, 1, 30.0);
+    unknown.direction = Direction::Unknown;
+    unknown.since_agent_start = true;
+    unknown.owner_source = OwnerSource::Unknown;
+    unknown.pid = None;
+    unknown.comm = None;
+    unknown.cgroup_id = None;
     let mut seeded = conn(22, 10, 120.5);
     seeded.direction = Direction::Unknown;
     seeded.since_agent_start = true;
-    seeded.pid = None;
-    seeded.comm = None;
+    seeded.pid = Some(812);
+    seeded.comm = Some("sshd".into());
+    seeded.owner_source = OwnerSource::Learned;
     seeded.family = "ipv6";
     seeded.local = "2001:db8::1".into();
     seeded.remote = "2001:db8::2".into();
@@ -76,12 +98,32 @@ fn snapshot() -> SocketSnapshot {
             connect_aborted: 2,
             untracked: 0,
             events_lost: 3,
+            storage_failed: 0,
+            accepts_unseen: 0,
+        },
+        owners: Owners {
+            accepted: "accept",
+            accept_probe: "fexit",
+            socket_storage: true,
+            learned: Learned {
+                listeners: 3,
+                connections: 1,
+                not_found: 1,
+                duration_seconds: 0.0125,
+                incomplete: None,
+            },
         },
         connections: ConnTable {
             entries: 7,
             capacity: 16384,
-            longest_lived: vec![seeded.clone(), conn(40001, 5000, 10.0)],
-            busiest: vec![conn(40001, 5000, 10.0), seeded],
+            longest_lived: vec![
+                seeded.clone(),
+                unknown,
+                conn(40001, 5000, 10.0),
+                accepted.clone(),
+                queued,
+            ],
+            busiest: vec![conn(40001, 5000, 10.0), accepted, seeded],
             recent_failures: vec![failure],
         },
         events_total: 210,

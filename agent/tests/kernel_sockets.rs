@@ -22,11 +22,15 @@ use std::time::Duration;
 
 use netprobe::collector::boottime_ns;
 use netprobe::sockets::{
-    EventKind, NetnsScope, Outcome, SocketConfig, SocketEvent, SocketProbes, SocketProbesMode,
-    KERNEL_BTF,
+    EventKind, NetnsScope, Outcome, OwnerSource, SocketConfig, SocketEvent, SocketProbes,
+    SocketProbesMode, KERNEL_BTF,
 };
 
 mod common;
+#[path = "kernel_sockets/owners.rs"]
+mod owners;
+#[path = "kernel_sockets/ss.rs"]
+mod ss;
 
 fn require_privileges() {
     common::require_privileges(
@@ -88,7 +92,7 @@ fn lo_up() {
 }
 
 /// The Tcp: line of this thread's namespace.
-fn snmp() -> HashMap<String, i64> {
+pub fn snmp() -> HashMap<String, i64> {
     let text = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
     let lines: Vec<Vec<&str>> = text
         .lines()
@@ -150,6 +154,32 @@ fn config() -> SocketConfig {
         max_connections: 1024,
         top_connections: 8,
         ringbuf_size: 1 << 20,
+        ..SocketConfig::default()
+    }
+}
+
+/// This process's command name, as `ss -p` and `/proc/PID/stat` show it.
+fn process_comm() -> String {
+    std::fs::read_to_string("/proc/self/comm")
+        .unwrap()
+        .trim_end()
+        .to_string()
+}
+
+fn load(config: SocketConfig) -> SocketProbes {
+    SocketProbes::load(&config).unwrap_or_else(|e| panic!("loading the socket probes: {e}"))
+}
+
+/// Raises this process's open-file limit to its hard limit (the tests hold
+/// a few thousand sockets).
+fn raise_nofile() -> u64 {
+    // SAFETY: plain get/setrlimit on this process.
+    unsafe {
+        let mut l: libc::rlimit = std::mem::zeroed();
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut l), 0);
+        l.rlim_cur = l.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &l), 0);
+        l.rlim_cur
     }
 }
 
@@ -215,7 +245,10 @@ fn counts_equal_snmp_in_a_private_namespace() {
             .expect("the client side of the busiest");
         assert_eq!(client.direction, netprobe::sockets::Direction::Active);
         assert_eq!(client.pid, Some(std::process::id()));
-        assert_eq!(client.comm.as_deref(), Some("np-sock-test"));
+        // The process's name (its main thread's, as ss -p shows it), not
+        // this thread's.
+        assert_eq!(client.comm.as_deref(), Some(process_comm().as_str()));
+        assert_eq!(client.owner_source, OwnerSource::Connect);
         assert!(
             client.srtt_seconds.is_some_and(|s| s > 0.0 && s < 1.0),
             "{client:?}"
@@ -226,8 +259,9 @@ fn counts_equal_snmp_in_a_private_namespace() {
         assert_eq!(
             server.pid,
             Some(std::process::id()),
-            "passive: the listener's process"
+            "passive: the accepting process"
         );
+        assert_eq!(server.owner_source, OwnerSource::Accept);
         let longest = &snap.connections.longest_lived;
         assert!(
             longest
@@ -321,7 +355,7 @@ fn counts_equal_snmp_in_a_private_namespace() {
         for f in &failed {
             assert_eq!(f.error, libc::ECONNREFUSED as u32);
             assert_eq!(f.pid, Some(std::process::id()));
-            assert_eq!(f.comm.as_deref(), Some("np-sock-test"));
+            assert_eq!(f.comm.as_deref(), Some(process_comm().as_str()));
             assert_ne!(f.local_port, 0, "{f:?}");
             assert_eq!(f.state, "syn_sent");
         }
@@ -384,6 +418,13 @@ fn connections_open_before_load_are_found() {
         assert!(conns
             .iter()
             .all(|c| c.since_agent_start && c.direction == netprobe::sockets::Direction::Unknown));
+        // Their owner, learned from /proc: this process holds both ends.
+        assert!(
+            conns.iter().all(|c| c.pid == Some(std::process::id())
+                && c.comm.as_deref() == Some(process_comm().as_str())
+                && c.owner_source == OwnerSource::Learned),
+            "{conns:?}"
+        );
         assert_eq!(conns[1].bytes_sent, 5001);
         assert_eq!(conns[0].bytes_received, 5000);
         // Closing them is counted once, without opens the probes never saw.
@@ -394,6 +435,78 @@ fn connections_open_before_load_are_found() {
         assert_eq!(s.established, 0);
         assert_eq!(s.opened_active + s.opened_passive, 0);
         assert_eq!(s.closed_normal, 2);
+    });
+}
+
+/// The established gauge counts every socket, not only those the bounded
+/// connection table holds: with the table overflowed (64 entries, 900
+/// established sockets, 100 of them open before the probes loaded) it
+/// still equals CurrEstab, while connections come and go.
+#[test]
+fn established_gauge_equals_currestab_with_the_table_full() {
+    require_privileges();
+    let pairs_before = 50;
+    let pairs_after = 400;
+    let limit = raise_nofile();
+    assert!(
+        limit > 2 * (pairs_before + pairs_after) as u64 + 100,
+        "the open-file limit ({limit}) is too low for this test"
+    );
+    in_private_netns("np-sock-gauge", move || {
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let pair = |l: &TcpListener| {
+            let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (a, _) = l.accept().unwrap();
+            (c, a)
+        };
+        let mut held: Vec<(TcpStream, TcpStream)> = (0..pairs_before).map(|_| pair(&l)).collect();
+        let mut probes = load(SocketConfig {
+            max_connections: 64,
+            ..config()
+        });
+        held.extend((0..pairs_after).map(|_| pair(&l)));
+        std::thread::sleep(Duration::from_millis(50));
+        let check = |probes: &mut SocketProbes, when: &str| {
+            let snap = probes.snapshot(boottime_ns());
+            let kernel = snmp()["CurrEstab"] as u64;
+            eprintln!(
+                "{when}: netprobe_tcp_connections_established {} vs CurrEstab {kernel}; table {}/{}, {} untracked",
+                snap.counters.established,
+                snap.connections.entries,
+                snap.connections.capacity,
+                snap.counters.untracked
+            );
+            assert_eq!(
+                snap.counters.established, kernel,
+                "{when}: gauge vs CurrEstab"
+            );
+            snap
+        };
+        let snap = check(&mut probes, "held");
+        assert_eq!(
+            snap.counters.established,
+            2 * (pairs_before + pairs_after) as u64
+        );
+        assert_eq!(snap.connections.entries, 64, "the table is full");
+        assert!(snap.counters.untracked > 0);
+        // Close a third (both ends), some opened before the load, some after.
+        let mut i = 0;
+        held.retain(|_| {
+            i += 1;
+            i % 3 != 0
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        check(&mut probes, "a third closed");
+        // Half-close the rest from one side: CLOSE-WAIT still counts.
+        for (c, _) in &held {
+            c.shutdown(Shutdown::Write).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        check(&mut probes, "half closed");
+        held.clear();
+        std::thread::sleep(Duration::from_millis(100));
+        let snap = check(&mut probes, "all closed");
+        assert_eq!(snap.counters.established, 0);
     });
 }
 
@@ -430,6 +543,21 @@ fn co_re_relocates_against_debian_6_1() {
             );
         }
         assert!(has("bpf_iter_tcp"), "{}: no TCP iterator", path.display());
+        // The accept probes: the kernel function fexit attaches to, the
+        // raw tracepoint of the system call exit, and the register that
+        // names the system call there on this architecture.
+        for name in [
+            netprobe::probes::SOCK_ACCEPT_FUNCTION.to_string(),
+            format!("btf_trace_{}", netprobe::probes::SOCK_ACCEPT_TRACEPOINT),
+            (if arch == "x86_64" {
+                "orig_ax"
+            } else {
+                "syscallno"
+            })
+            .to_string(),
+        ] {
+            assert!(has(&name), "{}: no {name}", path.display());
+        }
         // Relocation happens in load(), before any program reaches the kernel.
         match aya::EbpfLoader::new()
             .btf(Some(&btf))

@@ -51,6 +51,8 @@ pub const RETRANS_SEGS: usize = 10;
 pub const CONNECT_ABORTED: usize = 11;
 pub const UNTRACKED: usize = 12;
 pub const EVENTS_LOST: usize = 13;
+pub const STORAGE_FAILED: usize = 14;
+pub const ACCEPT_UNSEEN: usize = 15;
 pub const COUNTER_MAX: usize = 16;
 
 /// `struct np_sock_stats`: sock_stats value, one per CPU.
@@ -71,6 +73,50 @@ pub const DIR_UNKNOWN: u8 = 0;
 pub const DIR_ACTIVE: u8 = 1;
 pub const DIR_PASSIVE: u8 = 2;
 
+/// `enum np_owner_source`: how a socket's owner was found.
+pub const OWNER_UNKNOWN: u8 = 0;
+pub const OWNER_CONNECT: u8 = 1;
+pub const OWNER_ACCEPT: u8 = 2;
+pub const OWNER_LISTENER: u8 = 3;
+pub const OWNER_LEARNED: u8 = 4;
+
+/// `struct np_owner`: who holds a socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    /// cgroup v2 id; 0 when unknown.
+    pub cgroup_id: u64,
+    /// Thread group id (host PID namespace); 0 when unknown.
+    pub pid: u32,
+    /// `OWNER_*`.
+    pub source: u8,
+    pub pad: [u8; 3],
+    /// The process's command name, NUL-padded.
+    pub comm: [u8; 16],
+}
+
+/// `struct np_learn_record`: a socket whose owner is not known, written by
+/// the learning iterator to its output.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LearnRecord {
+    pub inode: u64,
+    /// `TCP_*` state.
+    pub state: u32,
+    pub pad: u32,
+}
+
+impl LearnRecord {
+    /// The records in an iterator's output, in order; a short tail is
+    /// ignored.
+    pub fn parse_all(b: &[u8]) -> Vec<LearnRecord> {
+        b.chunks_exact(size_of::<LearnRecord>())
+            // SAFETY: a full chunk; LearnRecord is plain old data, read unaligned.
+            .map(|c| unsafe { std::ptr::read_unaligned(c.as_ptr() as *const LearnRecord) })
+            .collect()
+    }
+}
+
 /// `enum np_conn_flag`
 pub const F_ESTAB: u8 = 1 << 0;
 pub const F_SEEDED: u8 = 1 << 1;
@@ -87,7 +133,6 @@ pub struct Conn {
     pub bytes_received: u64,
     pub updated_ns: u64,
     pub netns: u32,
-    pub pid: u32,
     /// Network byte order; IPv4 in `laddr[0]`.
     pub laddr: [u32; 4],
     pub raddr: [u32; 4],
@@ -100,8 +145,7 @@ pub struct Conn {
     pub srtt_us: u32,
     pub retrans: u32,
     pub retrans_seen: u32,
-    pub pad: u32,
-    pub comm: [u8; 16],
+    pub owner: Owner,
 }
 
 impl Conn {
@@ -138,10 +182,10 @@ pub struct SockEvent {
     pub rport: u16,
     pub pad: u16,
     pub netns: u32,
-    pub pid: u32,
     pub error: u32,
     pub srtt_us: u32,
     pub retrans: u32,
+    pub pad2: u32,
     pub laddr: [u32; 4],
     pub raddr: [u32; 4],
     pub timestamp_ns: u64,
@@ -149,7 +193,7 @@ pub struct SockEvent {
     pub established_ns: u64,
     pub bytes_acked: u64,
     pub bytes_received: u64,
-    pub comm: [u8; 16],
+    pub owner: Owner,
 }
 
 impl SockEvent {
@@ -177,9 +221,14 @@ pub fn comm_str(c: &[u8; 16]) -> String {
 
 // SAFETY: #[repr(C)], fixed-width fields, no implicit padding (asserted).
 unsafe impl aya::Pod for SockStats {}
+unsafe impl aya::Pod for Owner {}
 unsafe impl aya::Pod for Conn {}
 unsafe impl aya::Pod for SockEvent {}
 
 const _: () = assert!(size_of::<SockStats>() == 128);
-const _: () = assert!(size_of::<Conn>() == 120);
-const _: () = assert!(size_of::<SockEvent>() == 120);
+const _: () = assert!(size_of::<Owner>() == 32);
+const _: () = assert!(size_of::<LearnRecord>() == 16);
+const _: () = assert!(size_of::<Conn>() == 128);
+const _: () = assert!(std::mem::offset_of!(Conn, owner) == 96);
+const _: () = assert!(size_of::<SockEvent>() == 136);
+const _: () = assert!(std::mem::offset_of!(SockEvent, owner) == 104);

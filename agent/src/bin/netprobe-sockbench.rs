@@ -8,7 +8,10 @@
 //!
 //! Each connection: connect(), accept(), the client closes, the server
 //! closes: ten TCP state changes and one connection event per side, the
-//! whole lifecycle the probes follow. The namespace reuses TIME-WAIT ports
+//! whole lifecycle the probes follow. Each trial also times a loop of a
+//! trivial system call (getppid): where the kernel has no BPF trampoline,
+//! the accept probe sits on the exit of every system call
+//! (`--accept-probe`, as the agent's `--socket-accept-probe`). The namespace reuses TIME-WAIT ports
 //! (net.ipv4.tcp_tw_reuse=1), so the loop never runs out of them. While the
 //! probes are attached a thread drains their ring buffer every 10 ms, as
 //! the agent would. Needs root.
@@ -21,7 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
-use netprobe::sockets::{NetnsScope, SocketConfig, SocketEvent, SocketProbes, SocketProbesMode};
+use netprobe::sockets::{
+    AcceptProbeMode, NetnsScope, SocketConfig, SocketEvent, SocketProbes, SocketProbesMode,
+};
 
 #[derive(FromArgs)]
 /// Cost of the NetProbe socket probes per TCP connection (loopback
@@ -36,6 +41,9 @@ struct Args {
     /// a short smoke run: 2 trials of 0.3 s each
     #[argh(switch)]
     quick: bool,
+    /// the accept probe: auto, fexit, syscall or off (default auto)
+    #[argh(option, default = "AcceptProbeMode::Auto")]
+    accept_probe: AcceptProbeMode,
 }
 
 fn main() -> ExitCode {
@@ -67,24 +75,31 @@ fn run(args: &Args) -> Result<(), String> {
         max_connections: 16384,
         top_connections: 10,
         ringbuf_size: 1 << 20,
+        accept_probe: args.accept_probe,
+        ..SocketConfig::default()
     };
     println!(
         "netprobe-sockbench: loopback connect/accept/close, {} trials of {:.1} s each way, alternated, private network namespace",
         args.trials, args.seconds
     );
     println!(
-        "{:>5}  {:>6}  {:>10}  {:>8}",
-        "trial", "probes", "conns/s", "events"
+        "{:>5}  {:>6}  {:>10}  {:>8}  {:>11}",
+        "trial", "probes", "conns/s", "events", "syscall ns"
     );
     let (mut off, mut on) = (Vec::new(), Vec::new());
+    let (mut sys_off, mut sys_on) = (Vec::new(), Vec::new());
+    let mut accept_probe = "none";
     let (mut events_total, mut lost_total, mut opens_total) = (0u64, 0u64, 0u64);
     for t in 1..=args.trials {
         let n = connect_loop(&listener, trial)?;
         let rate = n as f64 / args.seconds;
-        println!("{t:>5}  {:>6}  {rate:>10.0}  {:>8}", "off", "-");
+        let ns = syscall_ns(trial / 4);
+        println!("{t:>5}  {:>6}  {rate:>10.0}  {:>8}  {ns:>11.1}", "off", "-");
         off.push(rate);
+        sys_off.push(ns);
 
         let mut probes = SocketProbes::load(&config).map_err(|e| e.to_string())?;
+        accept_probe = probes.snapshot(0).owners.accept_probe;
         let mut ring = probes.take_ring().ok_or("the socket ring buffer is gone")?;
         let stop = Arc::new(AtomicBool::new(false));
         let events = Arc::new(AtomicU64::new(0));
@@ -112,8 +127,10 @@ fn run(args: &Args) -> Result<(), String> {
         let _ = drainer.join();
         let rate = n as f64 / args.seconds;
         let ev = events.load(Ordering::Relaxed);
-        println!("{t:>5}  {:>6}  {rate:>10.0}  {ev:>8}", "on");
+        let ns = syscall_ns(trial / 4);
+        println!("{t:>5}  {:>6}  {rate:>10.0}  {ev:>8}  {ns:>11.1}", "on");
         on.push(rate);
+        sys_on.push(ns);
         use netprobe::abi::sock::{ACTIVE_OPENS, EVENTS_LOST};
         opens_total += after.c[ACTIVE_OPENS] - before.c[ACTIVE_OPENS];
         lost_total += after.c[EVENTS_LOST] - before.c[EVENTS_LOST];
@@ -127,10 +144,30 @@ fn run(args: &Args) -> Result<(), String> {
         (m_on / m_off - 1.0) * 100.0,
         (1e6 / m_on) - (1e6 / m_off)
     );
+    let (s_off, s_on) = (median(&mut sys_off), median(&mut sys_on));
+    println!(
+        "median system call (getppid): {s_off:.1} ns without, {s_on:.1} ns with: ratio {:.3}, {:+.1} ns per call (accept probe: {accept_probe})",
+        s_on / s_off,
+        s_on - s_off
+    );
     println!(
         "with the probes: {opens_total} active opens counted, {events_total} connection events received, {lost_total} lost"
     );
     Ok(())
+}
+
+/// Nanoseconds per getppid() system call, timed over `d`.
+fn syscall_ns(d: Duration) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < d {
+        for _ in 0..1000 {
+            // SAFETY: getppid takes no argument and cannot fail.
+            unsafe { libc::syscall(libc::SYS_getppid) };
+        }
+        n += 1000;
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
 }
 
 /// Connections completed in `d`: connect, accept, client close, server close.

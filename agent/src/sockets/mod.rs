@@ -16,6 +16,14 @@
 //!   Events reach the agent when the ring is a quarter full or at the next
 //!   collection, whichever comes first.
 //!
+//! Owners: each connection carries the process that owns it, kept on the
+//! socket itself: `connect()`'s caller, the process that accepts it (the
+//! accept probe) or, until then and on kernels without that probe, the
+//! process that called `listen()` on its listener. Sockets open before
+//! the agent started are learned once from `/proc` ([`learn`]). `/status`
+//! says per connection which rule applied (`owner_source`). See
+//! docs/sockets.md.
+//!
 //! Namespaces: by default only the agent's own network namespace is
 //! counted (`--socket-netns self`), so the counters are that namespace's
 //! `/proc/net/snmp`; `--socket-netns all` counts every namespace together.
@@ -23,14 +31,17 @@
 //! those open before the start, walks only the agent's namespace.
 
 mod kernel;
+pub mod learn;
 pub mod model;
 mod render;
 
 use std::fmt;
+use std::time::Duration;
 
 pub use kernel::{own_netns, SocketError, SocketProbes, KERNEL_BTF};
 pub use model::{
-    ConnEntry, Direction, EventKind, Outcome, SocketEvent, SocketEventHook, SocketSnapshot,
+    ConnEntry, Direction, EventKind, Outcome, OwnerSource, SocketEvent, SocketEventHook,
+    SocketSnapshot,
 };
 pub use render::render_metrics;
 
@@ -62,6 +73,47 @@ impl fmt::Display for SocketProbesMode {
         f.write_str(match self {
             SocketProbesMode::Auto => "auto",
             SocketProbesMode::Off => "off",
+        })
+    }
+}
+
+/// `--socket-accept-probe`: how the process that accepts a connection is
+/// found (it owns the connection from then on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcceptProbeMode {
+    /// fexit/inet_csk_accept where the kernel has BPF trampolines, else the
+    /// exit of accept() and accept4() (every system call passes it).
+    Auto,
+    /// fexit only; without it, the listener's owner.
+    Fexit,
+    /// The system call exit only.
+    Syscall,
+    /// No accept probe: accepted connections keep their listener's owner.
+    Off,
+}
+
+impl std::str::FromStr for AcceptProbeMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(AcceptProbeMode::Auto),
+            "fexit" => Ok(AcceptProbeMode::Fexit),
+            "syscall" => Ok(AcceptProbeMode::Syscall),
+            "off" => Ok(AcceptProbeMode::Off),
+            _ => Err(format!(
+                "unknown accept probe '{s}': expected auto, fexit, syscall or off"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for AcceptProbeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AcceptProbeMode::Auto => "auto",
+            AcceptProbeMode::Fexit => "fexit",
+            AcceptProbeMode::Syscall => "syscall",
+            AcceptProbeMode::Off => "off",
         })
     }
 }
@@ -114,6 +166,11 @@ pub struct SocketConfig {
     pub top_connections: usize,
     /// Bytes of the connection-event ring buffer (power of two).
     pub ringbuf_size: u32,
+    /// Time allowed at start to learn the owners of sockets already open
+    /// (zero: not learned).
+    pub learn_timeout: Duration,
+    pub accept_probe: AcceptProbeMode,
+    pub features: SocketFeatures,
 }
 
 impl Default for SocketConfig {
@@ -124,6 +181,27 @@ impl Default for SocketConfig {
             max_connections: 16384,
             top_connections: 10,
             ringbuf_size: 256 * 1024,
+            learn_timeout: Duration::from_secs(2),
+            accept_probe: AcceptProbeMode::Auto,
+            features: SocketFeatures::default(),
+        }
+    }
+}
+
+/// Kernel features the socket layer uses where the kernel has them (all by
+/// default). Turning one off runs, on this kernel, the fallback an older
+/// one gets: the kernel tests do, to check those paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketFeatures {
+    /// Socket storage in tracing programs (5.11+): owners and the
+    /// established gauge kept on each socket.
+    pub socket_storage: bool,
+}
+
+impl Default for SocketFeatures {
+    fn default() -> Self {
+        SocketFeatures {
+            socket_storage: true,
         }
     }
 }
@@ -136,6 +214,9 @@ impl From<&crate::config::Args> for SocketConfig {
             max_connections: a.max_connections,
             top_connections: a.top_connections,
             ringbuf_size: a.ringbuf_size,
+            learn_timeout: a.socket_learn_timeout,
+            accept_probe: a.socket_accept_probe,
+            features: SocketFeatures::default(),
         }
     }
 }
@@ -195,6 +276,12 @@ mod tests {
             .parse::<SocketProbesMode>()
             .unwrap_err()
             .contains("maybe"));
+        assert_eq!("syscall".parse(), Ok(AcceptProbeMode::Syscall));
+        assert_eq!("off".parse(), Ok(AcceptProbeMode::Off));
+        assert!("kprobe"
+            .parse::<AcceptProbeMode>()
+            .unwrap_err()
+            .contains("fexit"));
         assert_eq!("self".parse(), Ok(NetnsScope::SelfNs));
         assert_eq!("all".parse(), Ok(NetnsScope::All));
         assert!("host".parse::<NetnsScope>().is_err());

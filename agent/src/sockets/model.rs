@@ -88,6 +88,61 @@ impl Direction {
     }
 }
 
+/// How a connection's owner (`pid`, `comm`) was found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnerSource {
+    /// Not known: open before the agent started and not learned, or the
+    /// kernel had no memory for the socket's owner.
+    #[default]
+    Unknown,
+    /// The process that called `connect()`.
+    Connect,
+    /// The process that accepted it, seen in its `accept()` (the accept
+    /// probe, fexit/inet_csk_accept).
+    Accept,
+    /// The process that called `listen()` on its listener (or was learned
+    /// holding the listener): not accepted yet, or the kernel has no accept
+    /// probe.
+    Listener,
+    /// Learned at start from `/proc/PID/fd`: a process that held the socket
+    /// then (the lowest pid, when several did).
+    Learned,
+}
+
+impl OwnerSource {
+    pub fn from_abi(v: u8) -> OwnerSource {
+        match v {
+            sock::OWNER_CONNECT => OwnerSource::Connect,
+            sock::OWNER_ACCEPT => OwnerSource::Accept,
+            sock::OWNER_LISTENER => OwnerSource::Listener,
+            sock::OWNER_LEARNED => OwnerSource::Learned,
+            _ => OwnerSource::Unknown,
+        }
+    }
+}
+
+/// A socket's owner as `/status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnerInfo {
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub source: OwnerSource,
+    pub cgroup_id: Option<u64>,
+}
+
+impl OwnerInfo {
+    pub fn from_abi(o: &sock::Owner) -> OwnerInfo {
+        let comm = sock::comm_str(&o.comm);
+        OwnerInfo {
+            pid: (o.pid != 0).then_some(o.pid),
+            comm: (!comm.is_empty()).then_some(comm),
+            source: OwnerSource::from_abi(o.source),
+            cgroup_id: (o.cgroup_id != 0).then_some(o.cgroup_id),
+        }
+    }
+}
+
 /// One connection event, as handed to hooks (the security detectors) and
 /// kept for `/status`. Times are boot-time nanoseconds (CLOCK_BOOTTIME).
 #[derive(Clone, Debug, PartialEq)]
@@ -99,8 +154,9 @@ pub struct SocketEvent {
     pub remote: IpAddr,
     pub remote_port: u16,
     pub direction: Direction,
-    /// Process that opened the connection (connect(), or listen() for an
-    /// accepted one); `None` when the kernel context did not tell.
+    /// The process that owns the connection (see [`OwnerSource`]: the
+    /// record's owner, decoded with [`OwnerInfo::from_abi`]); `None` when
+    /// not known.
     pub pid: Option<u32>,
     pub comm: Option<String>,
     /// Network namespace inode (as `/proc/PID/ns/net`).
@@ -133,7 +189,7 @@ impl SocketEvent {
             sock::EV_RESET_RECEIVED => EventKind::ResetReceived,
             _ => return None,
         };
-        let comm = sock::comm_str(&e.comm);
+        let owner = OwnerInfo::from_abi(&e.owner);
         Some(SocketEvent {
             kind,
             family: family_name(e.family),
@@ -142,8 +198,8 @@ impl SocketEvent {
             remote: e.remote_ip(),
             remote_port: e.rport,
             direction: Direction::from_abi(e.direction),
-            pid: (e.pid != 0).then_some(e.pid),
-            comm: (!comm.is_empty()).then_some(comm),
+            pid: owner.pid,
+            comm: owner.comm,
             netns: e.netns,
             state: if e.state == 0 {
                 "none"
@@ -231,8 +287,14 @@ pub struct ConnEntry {
     pub remote_port: u16,
     pub direction: Direction,
     pub state: &'static str,
+    /// The process that owns it (thread group id, as the host's PID
+    /// namespace numbers it) and its command name, as `ss -p` shows them.
     pub pid: Option<u32>,
     pub comm: Option<String>,
+    /// How the owner was found.
+    pub owner_source: OwnerSource,
+    /// The owner's cgroup (v2) id.
+    pub cgroup_id: Option<u64>,
     pub netns: u32,
     /// Seconds since the connection opened (for a failure: how long it tried).
     pub duration_seconds: f64,
@@ -253,7 +315,7 @@ pub struct ConnEntry {
 impl ConnEntry {
     /// A current connection from its sock_conns entry.
     pub fn from_conn(c: &Conn, boot_now_ns: u64) -> ConnEntry {
-        let comm = sock::comm_str(&c.comm);
+        let owner = OwnerInfo::from_abi(&c.owner);
         ConnEntry {
             family: family_name(c.family),
             local: c.local_ip().to_string(),
@@ -262,8 +324,10 @@ impl ConnEntry {
             remote_port: c.rport,
             direction: Direction::from_abi(c.direction),
             state: sock::state_name(c.state),
-            pid: (c.pid != 0).then_some(c.pid),
-            comm: (!comm.is_empty()).then_some(comm),
+            pid: owner.pid,
+            comm: owner.comm,
+            owner_source: owner.source,
+            cgroup_id: owner.cgroup_id,
             netns: c.netns,
             duration_seconds: boot_now_ns.saturating_sub(c.start_ns) as f64 / 1e9,
             since_agent_start: c.flags & sock::F_SEEDED != 0,
@@ -275,8 +339,9 @@ impl ConnEntry {
         }
     }
 
-    /// A closed connection (a failure) from its event.
-    pub fn from_event(e: &SocketEvent) -> ConnEntry {
+    /// A closed connection (a failure) from its event and the owner its
+    /// record carried.
+    pub fn from_event(e: &SocketEvent, owner: &OwnerInfo) -> ConnEntry {
         ConnEntry {
             family: e.family,
             local: e.local.to_string(),
@@ -287,6 +352,8 @@ impl ConnEntry {
             state: e.state,
             pid: e.pid,
             comm: e.comm.clone(),
+            owner_source: owner.source,
+            cgroup_id: owner.cgroup_id,
             netns: e.netns,
             duration_seconds: e.duration_seconds().unwrap_or(0.0),
             since_agent_start: e.seeded,
@@ -312,7 +379,8 @@ pub struct SocketCounters {
     /// EstabResets.
     pub closed_aborted: u64,
     pub closed_abandoned: u64,
-    /// Tracked connections in ESTABLISHED or CLOSE-WAIT (CurrEstab).
+    /// Connections in ESTABLISHED or CLOSE-WAIT (CurrEstab): every one, or
+    /// only tracked ones without socket storage (see [`Owners`]).
     pub established: u64,
     pub resets_sent: u64,
     pub resets_received: u64,
@@ -324,6 +392,11 @@ pub struct SocketCounters {
     pub untracked: u64,
     /// Ring-buffer records the probes could not write.
     pub events_lost: u64,
+    /// Sockets the kernel had no memory to give owner storage.
+    pub storage_failed: u64,
+    /// Accepts the system call probe had no room to hand over (more than
+    /// --max-connections between two collections).
+    pub accepts_unseen: u64,
 }
 
 impl SocketCounters {
@@ -345,6 +418,8 @@ impl SocketCounters {
             connect_aborted: c[sock::CONNECT_ABORTED],
             untracked: c[sock::UNTRACKED],
             events_lost: c[sock::EVENTS_LOST],
+            storage_failed: c[sock::STORAGE_FAILED],
+            accepts_unseen: c[sock::ACCEPT_UNSEEN],
         }
     }
 }
@@ -360,6 +435,40 @@ pub struct ConnTable {
     pub busiest: Vec<ConnEntry>,
     /// Failed connection attempts, most recent first, at most `--top-connections`.
     pub recent_failures: Vec<ConnEntry>,
+}
+
+/// Which rules give connections their owners on this kernel.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Owners {
+    /// Who accepted connections are given to: `accept` (the process that
+    /// accepts each, from the accept probe), `listener` (the process that
+    /// called `listen()` on its listener: no accept probe) or `none`
+    /// (neither: only connect()'s process is known).
+    pub accepted: &'static str,
+    /// The accept probe: `fexit` (fexit/inet_csk_accept), `sys_exit` (the
+    /// exit of accept() and accept4()) or `none`.
+    pub accept_probe: &'static str,
+    /// Owners and the established gauge are kept on each socket (socket
+    /// storage, Linux 5.11+); `false`: only on connections in the table.
+    pub socket_storage: bool,
+    /// Sockets open before the agent started, and the owners learned for
+    /// them from `/proc` at start.
+    pub learned: Learned,
+}
+
+/// What learning at start found.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Learned {
+    /// Listeners and connections given their owner.
+    pub listeners: u64,
+    pub connections: u64,
+    /// Sockets whose owner was not found (held by no process this agent
+    /// sees, closed meanwhile, or past a bound).
+    pub not_found: u64,
+    pub duration_seconds: f64,
+    /// Why learning stopped early or did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<String>,
 }
 
 /// The socket layer in one snapshot: `/status` field `sockets`, and the
@@ -383,6 +492,7 @@ pub struct SocketSnapshot {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     pub counters: SocketCounters,
+    pub owners: Owners,
     pub connections: ConnTable,
     /// Ring-buffer records received.
     pub events_total: u64,
@@ -457,13 +567,13 @@ impl EventState {
     /// Takes one ring-buffer record.
     pub fn record(&mut self, bytes: &[u8]) {
         self.received += 1;
-        match SocketEvent::decode(bytes) {
-            Some(e) => self.apply(&e),
-            None => self.undecodable += 1,
+        match (SocketEvent::decode(bytes), SockEvent::from_bytes(bytes)) {
+            (Some(e), Some(raw)) => self.apply(&e, &OwnerInfo::from_abi(&raw.owner)),
+            _ => self.undecodable += 1,
         }
     }
 
-    pub fn apply(&mut self, e: &SocketEvent) {
+    pub fn apply(&mut self, e: &SocketEvent, owner: &OwnerInfo) {
         if let EventKind::Closed(outcome) = e.kind {
             if e.was_established {
                 if let Some(d) = e.duration_seconds() {
@@ -477,7 +587,7 @@ impl EventState {
                 if self.failures.len() == self.failures_cap {
                     self.failures.pop_back();
                 }
-                self.failures.push_front(ConnEntry::from_event(e));
+                self.failures.push_front(ConnEntry::from_event(e, owner));
             }
         }
         for h in &mut self.hooks {
@@ -570,13 +680,18 @@ mod tests {
             lport: 40000,
             rport: 443,
             netns: 4026531840,
-            pid: 42,
             error: libc::ECONNREFUSED as u32,
             laddr: ipv4([198, 18, 0, 1]),
             raddr: ipv4([198, 18, 0, 2]),
             timestamp_ns: 5_000_000_000,
             start_ns: 4_000_000_000,
-            comm,
+            owner: sock::Owner {
+                pid: 42,
+                source: sock::OWNER_CONNECT,
+                cgroup_id: 7777,
+                comm,
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
@@ -600,8 +715,11 @@ mod tests {
         assert_eq!(e.comm.as_deref(), Some("curl"));
         assert_eq!(e.state, "syn_sent");
         assert_eq!(e.duration_seconds(), Some(1.0));
-        let c = ConnEntry::from_event(&e);
+        let raw = event(sock::EV_CLOSED, sock::CLOSE_FAILED);
+        let c = ConnEntry::from_event(&e, &OwnerInfo::from_abi(&raw.owner));
         assert_eq!(c.error.as_deref(), Some("ECONNREFUSED"));
+        assert_eq!(c.owner_source, OwnerSource::Connect);
+        assert_eq!(c.cgroup_id, Some(7777));
         assert_eq!(c.srtt_seconds, None);
         assert!(SocketEvent::decode(&bytes(&event(sock::EV_CLOSED, 0))).is_none());
         assert!(SocketEvent::decode(&bytes(&event(99, 0))).is_none());
@@ -665,7 +783,7 @@ mod tests {
         let d = SocketEvent::decode(&bytes(&e)).unwrap();
         assert_eq!(d.duration_seconds(), None);
         let mut st = EventState::new(0);
-        st.apply(&d);
+        st.apply(&d, &OwnerInfo::default());
         assert_eq!(st.duration.count, 0);
         assert!(st.failures.is_empty());
     }

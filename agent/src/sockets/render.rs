@@ -107,7 +107,7 @@ pub fn render_metrics(s: &SocketSnapshot, out: &mut String) {
         out,
         "netprobe_tcp_connections_established",
         "gauge",
-        "Tracked TCP connections in ESTABLISHED or CLOSE-WAIT (SNMP CurrEstab).",
+        "TCP connections in ESTABLISHED or CLOSE-WAIT (SNMP CurrEstab), whether the connection table holds them or not.",
         c.established,
     );
     family(
@@ -188,6 +188,20 @@ pub fn render_metrics(s: &SocketSnapshot, out: &mut String) {
         "counter",
         "Connection events the probes dropped because the ring buffer was full.",
         c.events_lost,
+    );
+    one(
+        out,
+        "netprobe_socket_owner_storage_failed_total",
+        "counter",
+        "TCP sockets the kernel had no memory to give owner storage: owner unknown, and the established gauge missed them until the next collection.",
+        c.storage_failed,
+    );
+    one(
+        out,
+        "netprobe_socket_accepts_unseen_total",
+        "counter",
+        "Accepted connections whose accepting process the system call probe had no room to record (more than --max-connections accepts between two collections): they keep their listener's process.",
+        c.accepts_unseen,
     );
 }
 

@@ -44,6 +44,8 @@ enum np_sock_counter {
 	NP_SOCK_CONNECT_ABORTED = 11, /* connect() gave up before its SYN left: not an open */
 	NP_SOCK_UNTRACKED = 12,       /* connections without a sock_conns entry (table full) */
 	NP_SOCK_EVENTS_LOST = 13,     /* sock_events records not written (ring buffer full) */
+	NP_SOCK_STORAGE_FAILED = 14,  /* sockets the kernel gave no owner storage (out of memory) */
+	NP_SOCK_ACCEPT_UNSEEN = 15,   /* accepts the syscall probe had no room to hand over (sock_accepted full) */
 	NP_SOCK_COUNTER_MAX = 16,
 };
 
@@ -59,8 +61,45 @@ enum np_conn_direction {
 	NP_CONN_PASSIVE = 2, /* accepted from a listener */
 };
 
+/*
+ * How a socket's owner was found (np_owner.source). The owner of an
+ * accepted connection is the process that accepts it; until then, and on
+ * kernels without the accept probe, its listener's.
+ */
+enum np_owner_source {
+	NP_OWNER_UNKNOWN = 0,  /* not known: open before the agent started and not learned */
+	NP_OWNER_CONNECT = 1,  /* the process that called connect() */
+	NP_OWNER_ACCEPT = 2,   /* the process that accepted it (fexit/inet_csk_accept, in its thread) */
+	NP_OWNER_LISTENER = 3, /* the process that called listen() on its listener (or was learned holding it) */
+	NP_OWNER_LEARNED = 4,  /* learned at start from /proc/PID/fd: a process that held the socket then */
+};
+
+/*
+ * Who holds a socket: a process (thread group) and its cgroup. Kept on
+ * each socket (sock_owners), copied into np_conn and np_sock_event; the
+ * agent writes learned ones into sock_seed.
+ */
+struct np_owner {
+	__u64 cgroup_id; /* cgroup v2 id of the process (bpf_get_current_cgroup_id); 0 when unknown */
+	__u32 pid;       /* thread group id, as the host's PID namespace numbers it; 0 when unknown */
+	__u8 source;     /* enum np_owner_source */
+	__u8 pad[3];
+	char comm[16];   /* the process's command name (its thread group leader's, as ss -p shows) */
+};
+
+/*
+ * sock_learn output (the iterator writes these to its seq file): a socket
+ * open before the agent started whose owner is not known, by the inode of
+ * its file ("socket:[INODE]" in /proc/PID/fd, ino: in ss -e).
+ */
+struct np_learn_record {
+	__u64 inode;
+	__u32 state; /* enum np_tcp_state */
+	__u32 pad;
+};
+
 enum np_conn_flag {
-	NP_CONN_F_ESTAB = 1 << 0,        /* counted in ESTAB_ENTERED, not yet in ESTAB_LEFT */
+	NP_CONN_F_ESTAB = 1 << 0,        /* counted in ESTAB_ENTERED (kernels without socket storage only) */
 	NP_CONN_F_SEEDED = 1 << 1,       /* found by the iterator: start_ns is when it was first seen */
 	NP_CONN_F_RETRANS_BASE = 1 << 2, /* retrans_seen holds a baseline of tcp_sock.total_retrans */
 	NP_CONN_F_WAS_ESTAB = 1 << 3,    /* reached ESTABLISHED at some point */
@@ -68,7 +107,8 @@ enum np_conn_flag {
 
 /*
  * sock_conns value, keyed by the socket's kernel address (__u64). Created at
- * connect() and at accept time, removed when the socket reaches CLOSE.
+ * connect() and when a listener's child is created (SYN-RECV), removed when
+ * the socket reaches CLOSE.
  * Addresses in network byte order (IPv4 in [0]), ports host order;
  * timestamps boot-time ns (bpf_ktime_get_boot_ns). bytes_*, srtt_us and
  * updated_ns are refreshed by the iterator on each collection.
@@ -80,7 +120,6 @@ struct np_conn {
 	__u64 bytes_received;  /* tcp_sock.bytes_received */
 	__u64 updated_ns;      /* when bytes and srtt were read */
 	__u32 netns;           /* network namespace inode */
-	__u32 pid;             /* thread group id; 0 when unknown */
 	__u32 laddr[4];
 	__u32 raddr[4];
 	__u16 lport;
@@ -92,8 +131,7 @@ struct np_conn {
 	__u32 srtt_us;         /* smoothed RTT, microseconds (0: no sample yet) */
 	__u32 retrans;         /* segments retransmitted, as counted */
 	__u32 retrans_seen;    /* tcp_sock.total_retrans at the last count */
-	__u32 pad;
-	char comm[16];         /* task command name; empty when unknown */
+	struct np_owner owner;
 };
 
 /* sock_events record types. */
@@ -123,10 +161,10 @@ struct np_sock_event {
 	__u16 rport;
 	__u16 pad;
 	__u32 netns;
-	__u32 pid;
 	__u32 error;           /* sk_err at close (ECONNREFUSED, ETIMEDOUT, ...), 0 if none */
 	__u32 srtt_us;
 	__u32 retrans;
+	__u32 pad2;
 	__u32 laddr[4];
 	__u32 raddr[4];
 	__u64 timestamp_ns;    /* boot-time ns of the event */
@@ -134,11 +172,15 @@ struct np_sock_event {
 	__u64 established_ns;
 	__u64 bytes_acked;
 	__u64 bytes_received;
-	char comm[16];
+	struct np_owner owner; /* the socket's owner (untracked ones too); zero when unknown */
 };
 
 _Static_assert(sizeof(struct np_sock_stats) == 128, "np_sock_stats");
-_Static_assert(sizeof(struct np_conn) == 120, "np_conn");
-_Static_assert(sizeof(struct np_sock_event) == 120, "np_sock_event");
+_Static_assert(sizeof(struct np_owner) == 32, "np_owner");
+_Static_assert(sizeof(struct np_learn_record) == 16, "np_learn_record");
+_Static_assert(sizeof(struct np_conn) == 128, "np_conn");
+_Static_assert(__builtin_offsetof(struct np_conn, owner) == 96, "np_conn.owner");
+_Static_assert(sizeof(struct np_sock_event) == 136, "np_sock_event");
+_Static_assert(__builtin_offsetof(struct np_sock_event, owner) == 104, "np_sock_event.owner");
 
 #endif /* NP_ABI_SOCK_H */
