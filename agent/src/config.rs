@@ -94,11 +94,12 @@ pub struct Args {
     pub top_connections: usize,
 
     /// how the socket layer finds the process that accepts a connection:
-    /// auto (fexit/inet_csk_accept where the kernel has BPF trampolines,
-    /// else the exit of accept() and accept4(), which every system call
-    /// then passes), fexit (else the listener's process), syscall, or off
-    /// (the listener's process) (default auto)
-    #[argh(option, default = "crate::sockets::AcceptProbeMode::Auto")]
+    /// fexit (fexit/inet_csk_accept where the kernel has BPF trampolines,
+    /// else the listener's process), auto (fexit, else the exit of accept()
+    /// and accept4(), which every system call on the host then passes, at
+    /// about 110-140 ns each), syscall, or off (the listener's process)
+    /// (default fexit)
+    #[argh(option, default = "crate::sockets::AcceptProbeMode::Fexit")]
     pub socket_accept_probe: crate::sockets::AcceptProbeMode,
 
     /// time the socket layer may spend at start finding the processes of

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use netprobe::collector::boottime_ns;
 use netprobe::sockets::{
-    EventKind, NetnsScope, Outcome, OwnerSource, SocketConfig, SocketEvent, SocketProbes,
-    SocketProbesMode, KERNEL_BTF,
+    AcceptProbeMode, EventKind, NetnsScope, Outcome, OwnerSource, SocketConfig, SocketEvent,
+    SocketProbes, SocketProbesMode, KERNEL_BTF,
 };
 
 mod common;
@@ -154,6 +154,9 @@ fn config() -> SocketConfig {
         max_connections: 1024,
         top_connections: 8,
         ringbuf_size: 1 << 20,
+        // The rows of the owner tests need an accept probe on every kernel;
+        // this host refuses fexit, so Auto falls back to the syscall exit.
+        accept_probe: AcceptProbeMode::Auto,
         ..SocketConfig::default()
     }
 }
@@ -443,6 +446,7 @@ fn connections_open_before_load_are_found() {
 /// established sockets, 100 of them open before the probes loaded) it
 /// still equals CurrEstab, while connections come and go.
 #[test]
+#[ignore = "kernel tier: loads BPF programs as root; build/test.sh runs it, or: sudo -E cargo test -- --ignored"]
 fn established_gauge_equals_currestab_with_the_table_full() {
     require_privileges();
     let pairs_before = 50;

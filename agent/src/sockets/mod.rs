@@ -182,7 +182,9 @@ impl Default for SocketConfig {
             top_connections: 10,
             ringbuf_size: 256 * 1024,
             learn_timeout: Duration::from_secs(2),
-            accept_probe: AcceptProbeMode::Auto,
+            // Not Auto: its fallback taxes every system call on the host
+            // to name a process a listener's owner names well enough.
+            accept_probe: AcceptProbeMode::Fexit,
             features: SocketFeatures::default(),
         }
     }
