@@ -13,7 +13,7 @@
 //! collector, the snapshot or the command line, so they never slow the
 //! probes or the scrape path. Their own counters come out as
 //! [`SinkMetric`]s for the one Prometheus text writer to render.
-
+pub mod ipfix;
 pub mod remote_write;
 mod sink_metric;
 
