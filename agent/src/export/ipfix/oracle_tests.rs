@@ -45,8 +45,12 @@ fn decode(parser: &mut netflow_parser::NetflowParser, msgs: &[Vec<u8>]) -> Vec<D
         };
         for set in p["flowsets"].as_array().unwrap() {
             let body = &set["body"];
+            // A set holding one template decodes as the singular form.
             for kind in ["Templates", "OptionsTemplates"] {
                 d.templates += body[kind].as_array().map_or(0, |a| a.len());
+            }
+            for kind in ["Template", "OptionsTemplate"] {
+                d.templates += usize::from(body[kind].is_object());
             }
             for kind in ["Data", "OptionsData"] {
                 let Some(recs) = body[kind]["fields"].as_array() else {

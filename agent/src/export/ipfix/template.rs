@@ -195,20 +195,23 @@ pub fn template_sets() -> Vec<u8> {
     let len = (out.len() - start) as u16;
     out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
 
-    let start = out.len();
-    put16(&mut out, SET_OPTIONS_TEMPLATE);
-    put16(&mut out, 0);
+    // One Options Template Set per template: pmacct 1.7 (nfacctd) misreads
+    // the second of two options templates that share a set (it steps over
+    // a 26-byte template as if it were 28 bytes long).
     for (id, n) in [
         (TEMPLATE_UNATTRIBUTED, UNATTRIBUTED.len()),
         (TEMPLATE_UNATTRIBUTED_PACKETS, UNATTRIBUTED.len() - 1),
     ] {
+        let start = out.len();
+        put16(&mut out, SET_OPTIONS_TEMPLATE);
+        put16(&mut out, 0);
         put16(&mut out, id);
         put16(&mut out, n as u16);
         put16(&mut out, UNATTRIBUTED_SCOPE.len() as u16);
         put_fields(&mut out, &UNATTRIBUTED[..n]);
+        let len = (out.len() - start) as u16;
+        out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
     }
-    let len = (out.len() - start) as u16;
-    out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
     out
 }
 
