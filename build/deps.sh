@@ -15,7 +15,9 @@ packages=(
 	iputils-ping   # e2e traffic
 	iperf3         # e2e traffic (bounded TCP and UDP)
 	curl           # e2e scrapes
-	prometheus     # promtool check metrics
+	prometheus     # promtool check metrics; e2e-export: the remote_write receiver
+	nfdump         # e2e-export: nfcapd collects IPFIX, nfdump sums it per 5-tuple
+	pmacct         # e2e-export: nfacctd, a second IPFIX decoder
 	python3        # e2e: /status JSON checks
 	nmap           # e2e-security: port scans
 	hping3         # e2e-security: floods

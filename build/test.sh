@@ -12,7 +12,8 @@
 #   5. the kernel tier: the real probes through BPF_PROG_TEST_RUN and the
 #      socket probes on real connections (the tests `cargo test` ignores)
 #   6. build/e2e*.sh: the agent binary on a veth pair between two namespaces:
-#      exact counters per XDP mode, restarts without losing counts, hotplug
+#      exact counters per XDP mode, restarts without losing counts, hotplug;
+#      build/e2e-export.sh: remote_write and IPFIX into real receivers
 #   7. the appliance: static x86_64 and aarch64 builds, aarch64 unit tests
 #      under qemu-user, and a QEMU boot of each architecture's image
 #   8. a short benchmark run, so the bench keeps working (figures not asserted)
@@ -83,6 +84,7 @@ bash build/e2e-restart.sh target/release/netprobe-agent
 bash build/e2e-hotplug.sh target/release/netprobe-agent
 bash build/e2e-security.sh target/release/netprobe-agent
 bash build/e2e-sockets.sh target/release/netprobe-agent
+bash build/e2e-export.sh # the sinks into Prometheus, nfcapd and nfacctd (about 1 min)
 
 step "appliance: static builds (x86_64 and aarch64 musl)"
 bash build/cross.sh
