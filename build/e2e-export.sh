@@ -9,7 +9,8 @@
 #        keeps the newest
 #     4. a restart during an outage with a spool directory loses nothing,
 #        even with a torn record appended to the spool file
-#   IPFIX -> nfcapd (summed with nfdump) and nfacctd (pmacct): known flows,
+#   IPFIX -> nfcapd (summed with nfdump) and nfacctd (pmacct) over UDP, and
+#     over TCP into a file that ipfixDump (libfixbuf) decodes: known flows,
 #     IPv4 and IPv6, TCP and UDP, both directions, add up exactly.
 # Until the agent runs the sinks, a test driver pushes known data through
 # them (agent/examples/export_driver.rs). About 1 minute.
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/.."
 TEST=e2e-export
 
 [ "$(id -u)" -eq 0 ] || { echo "$TEST: FAIL: needs root (network namespaces)" >&2; exit 1; }
-for t in ip curl python3 prometheus nfcapd nfdump nfacctd; do
+for t in ip curl python3 prometheus nfcapd nfdump nfacctd ipfixDump; do
 	command -v "$t" >/dev/null || { echo "$TEST: FAIL: $t is missing (run build/deps.sh)" >&2; exit 1; }
 done
 DRIVER=${1:-}
@@ -166,8 +167,17 @@ sleep 2.5 # two print refreshes
 nfacctd_stop
 nfacctd_sums >"$EXP_DIR/nfacctd.sums"
 exp_assert_sums "nfacctd" "$EXP_DIR/flows.exp" "$EXP_DIR/nfacctd.sums"
-! grep -qi "malformed\|ERROR" "$EXP_DIR/nfacctd/log" && ok "nfacctd: no malformed or error log line" ||
-	fail "nfacctd: $(grep -i 'malformed\|ERROR' "$EXP_DIR/nfacctd/log" | head -3)"
+# (Its print plugin logs an ERROR when the core stops first: not ours.)
+complaints=$(grep -i 'malformed\|ERROR' "$EXP_DIR/nfacctd/log" | grep -v 'Core process \*seems\* gone' | head -3 || true)
+[ -z "$complaints" ] && ok "nfacctd: no malformed or error log line" || fail "nfacctd: $complaints"
+
+echo "== IPFIX over TCP -> ipfixDump $(ipfixDump -V 2>&1 | awk 'NR == 1 { print $3 }')"
+tcp_capture_start 4741 "$EXP_DIR/tcp.ipfix"
+OUT=$EXP_DIR/ipfix3.out
+drive ipfix --collector "tcp://127.0.0.1:4741" --expected "$EXP_DIR/flows.exp"
+tcp_capture_wait
+ipfixdump_sums "$EXP_DIR/tcp.ipfix" >"$EXP_DIR/ipfixdump.sums"
+exp_assert_sums "ipfixDump (TCP)" "$EXP_DIR/flows.exp" "$EXP_DIR/ipfixdump.sums"
 
 echo
 echo "$TEST: $PASSED passed, $FAILED failed in $(($(date +%s) - start)) s"

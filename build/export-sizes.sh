@@ -14,9 +14,9 @@
 #              snap, ureq, spool), http only
 #   rw-https   the same with --features remote-write-https (rustls, ring,
 #              webpki roots)
-#   both-http  ipfix + rw-http
-#   both-https ipfix + rw-https
+#   both-https ipfix + rw-https: everything issue 14 adds
 # Usage: build/export-sizes.sh [x86_64|aarch64]... (default: both)
+#        EXPORT_SIZES_VARIANTS="base ipfix" build/export-sizes.sh   (a subset)
 # Copies and builds under ${EXPORT_SIZES_DIR:-/var/tmp/netprobe-export-sizes}
 # (kept: a second run rebuilds only the agent). Prints a markdown table.
 set -euo pipefail
@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 work=${EXPORT_SIZES_DIR:-/var/tmp/netprobe-export-sizes}
 archs=("$@")
 [ ${#archs[@]} -gt 0 ] || archs=(x86_64 aarch64)
-variants=(base snap ureq prost ipfix rw-http rw-https both-http both-https)
+read -r -a variants <<<"${EXPORT_SIZES_VARIANTS:-base snap ureq prost ipfix rw-http rw-https both-https}"
 
 probe_body() {
 	case $1 in
@@ -34,7 +34,7 @@ probe_body() {
 	prost) echo 'let req = SizeWriteRequest { timeseries: vec![SizeTimeSeries { labels: vec![SizeLabel { name: "__name__".into(), value: std::hint::black_box("x").into() }], samples: vec![SizeSample { value: 1.0, timestamp: 2 }] }] }; std::hint::black_box(prost::Message::encode_to_vec(&req));' ;;
 	ipfix) echo 'ipfix_probe();' ;;
 	rw-http | rw-https) echo 'rw_probe();' ;;
-	both-http | both-https) echo 'ipfix_probe(); rw_probe();' ;;
+	both-https) echo 'ipfix_probe(); rw_probe();' ;;
 	esac
 }
 

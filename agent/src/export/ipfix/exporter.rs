@@ -170,7 +170,9 @@ impl IpfixExporter {
 /// call [`IpfixSink::export`] with the full flow table of the published
 /// snapshot; at shutdown, [`IpfixSink::finish`] with the last table.
 /// Export on every collection, not on an interval of its own: the timeouts
-/// are then honoured to within one `--collect-interval`.
+/// are then honoured to within one `--collect-interval`. Pass only complete
+/// reads: an entry missing from a table counts as evicted (its last counts
+/// are reported and it is forgotten), so after a failed read skip the call.
 pub struct IpfixSink {
     exporter: IpfixExporter,
     transport: Transport,
