@@ -258,14 +258,16 @@ impl RemoteWriter {
                         st = self.wait(st, left.min(Duration::from_secs(1)));
                     }
                 }
-                Outcome::Rejected { status, why } if in_flight.len() > 1 => {
+                Outcome::Rejected { status, .. } if in_flight.len() > 1 => {
                     log::debug!(
                         "remote_write {}: HTTP {status} for {} chunks; sending them one by one",
                         self.config.receiver,
                         in_flight.len()
                     );
+                    st.stats.requests_rejected += 1;
                     st.singly_through = Some(last);
-                    let _ = why;
+                    // Chunks the spool dropped meanwhile are not resent.
+                    st.stats.dropped_spool_full += evicted;
                 }
                 Outcome::Rejected { why, .. } => {
                     st.stats.requests_rejected += 1;

@@ -161,7 +161,7 @@ fn other_4xx_drops_and_counts_only_the_bad_chunk() {
     w.push(&samples(2000, 4));
     run_until(&w, |w| w.stats().sent == 4);
     let s = w.stats();
-    assert_eq!((s.failed, s.requests_rejected), (3, 1));
+    assert_eq!((s.failed, s.requests_rejected), (3, 2));
     assert_eq!(rx.seen.lock().unwrap().accepted.len(), 4);
 }
 
