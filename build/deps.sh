@@ -19,6 +19,7 @@ packages=(
 	nfdump         # e2e-export: nfcapd collects IPFIX, nfdump sums it per 5-tuple
 	pmacct         # e2e-export: nfacctd, a second IPFIX decoder
 	libfixbuf-tools # e2e-export: ipfixDump decodes IPFIX sent over TCP
+	openssl        # e2e-export: a CA and certificate for the https receiver
 	python3        # e2e: /status JSON checks
 	nmap           # e2e-security: port scans
 	hping3         # e2e-security: floods

@@ -20,12 +20,13 @@ cd "$(dirname "$0")/.."
 TEST=e2e-export
 
 [ "$(id -u)" -eq 0 ] || { echo "$TEST: FAIL: needs root (network namespaces)" >&2; exit 1; }
-for t in ip curl python3 prometheus nfcapd nfdump nfacctd ipfixDump; do
+for t in ip curl python3 openssl prometheus nfcapd nfdump nfacctd ipfixDump; do
 	command -v "$t" >/dev/null || { echo "$TEST: FAIL: $t is missing (run build/deps.sh)" >&2; exit 1; }
 done
 DRIVER=${1:-}
 if [ -z "$DRIVER" ]; then
-	cargo build --locked --quiet --example export_driver
+	# With https, so the TLS path meets a real server too.
+	cargo build --locked --quiet --example export_driver --features remote-write-https
 	DRIVER=target/debug/examples/export_driver
 fi
 [ -x "$DRIVER" ] || { echo "$TEST: FAIL: driver $DRIVER not found" >&2; exit 1; }
@@ -147,6 +148,25 @@ prom_assert_exact "restart with --remote-write-spool-dir during an outage" "$EXP
 [ "$(find "$EXP_DIR/spool" -name 'seg-*.rws' | wc -l)" = 0 ] && ok "spool directory empty once everything is sent" ||
 	fail "spool files left: $(ls "$EXP_DIR/spool")"
 prom_stop
+
+echo "== remote_write over https (Prometheus --web.config.file, a CA made for the run)"
+PROM_TLS=1
+prom_start
+OUT=$EXP_DIR/rw5.out
+# shellcheck disable=SC2046
+drive remote-write $(rw) --collections 3 --series-offset 400 --ca-file "$EXP_DIR/prom/ca.pem" \
+	--expected "$EXP_DIR/rw5.exp"
+prom_assert_exact "https with --remote-write-ca-file" "$EXP_DIR/rw5.exp" 'netprobe_e2e_export_value{series=~"s4[0-9]{2}"}' e2e
+# Without the CA file the Mozilla roots do not know this certificate.
+OUT=$EXP_DIR/rw6.out
+# shellcheck disable=SC2046
+drive remote-write $(rw) --collections 1 --series-offset 500 --drain-timeout-s 2 --expected "$EXP_DIR/rw6.exp"
+sent=$(counter netprobe_remote_write_samples_sent_total)
+retried=$(counter netprobe_remote_write_samples_retried_total)
+[ "$sent" = 0 ] && [ "$retried" -gt 0 ] && ok "https to an unknown CA: refused, retried, nothing sent" ||
+	fail "https to an unknown CA: sent $sent, retried $retried"
+prom_stop
+PROM_TLS=
 
 echo "== IPFIX -> nfcapd/nfdump $(nfdump -V | awk '{ print $3 }')"
 nfcapd_start

@@ -45,19 +45,41 @@ exp_stop_all() {
 
 # --- Prometheus ---------------------------------------------------------
 
-prom_url() { echo "http://127.0.0.1:$PROM_PORT"; }
+# PROM_TLS=1 serves https with a certificate for 127.0.0.1 from a CA made
+# for the run ($EXP_DIR/prom/ca.pem); set it before prom_start.
+PROM_TLS=${PROM_TLS:-}
+prom_url() { echo "http${PROM_TLS:+s}://127.0.0.1:$PROM_PORT"; }
 prom_write_url() { echo "$(prom_url)/api/v1/write"; }
+prom_curl() { exp_in curl -fsS --max-time 10 ${PROM_TLS:+--cacert "$EXP_DIR/prom/ca.pem"} "$@"; }
+
+# A CA and a server certificate for 127.0.0.1 signed by it (openssl).
+prom_make_certs() {
+	local d=$EXP_DIR/prom
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+		-subj /CN=netprobe-e2e-ca -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 \
+		-keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+	printf 'subjectAltName=IP:127.0.0.1\n' >"$d/san.ext"
+	openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+		-days 1 -extfile "$d/san.ext" -out "$d/server.pem" 2>/dev/null
+	printf 'tls_server_config:\n  cert_file: %s\n  key_file: %s\n' "$d/server.pem" "$d/server.key" >"$d/web.yml"
+}
 
 # Starts Prometheus (or again, on the same data directory) and waits until
 # it is ready.
 prom_start() {
 	mkdir -p "$EXP_DIR/prom"
 	printf 'global:\n  scrape_interval: 1m\n' >"$EXP_DIR/prom/prometheus.yml"
+	local web=()
+	if [ -n "$PROM_TLS" ]; then
+		[ -e "$EXP_DIR/prom/web.yml" ] || prom_make_certs
+		web=(--web.config.file="$EXP_DIR/prom/web.yml")
+	fi
 	ip netns exec "$EXP_NS" prometheus --config.file="$EXP_DIR/prom/prometheus.yml" \
 		--storage.tsdb.path="$EXP_DIR/prom/data" --web.listen-address="127.0.0.1:$PROM_PORT" \
-		--web.enable-remote-write-receiver --log.level=warn >>"$EXP_DIR/prom/log" 2>&1 &
+		--web.enable-remote-write-receiver --log.level=warn "${web[@]}" >>"$EXP_DIR/prom/log" 2>&1 &
 	PROM_PID=$!
-	exp_wait 60 exp_in curl -fsS --max-time 2 "$(prom_url)/-/ready" ||
+	exp_wait 60 prom_curl "$(prom_url)/-/ready" ||
 		{ tail -20 "$EXP_DIR/prom/log" >&2; echo "prometheus did not get ready" >&2; return 1; }
 }
 
@@ -66,7 +88,7 @@ prom_stop() { exp_stop PROM_PID; }
 # prom_samples SELECTOR: every raw sample of the last hour as
 # `series timestamp_ms value site` lines.
 prom_samples() {
-	exp_in curl -fsS --max-time 10 -G "$(prom_url)/api/v1/query" --data-urlencode "query=$1[1h]" |
+	prom_curl -G "$(prom_url)/api/v1/query" --data-urlencode "query=$1[1h]" |
 		python3 -c '
 import json, sys
 d = json.load(sys.stdin)

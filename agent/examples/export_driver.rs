@@ -7,7 +7,7 @@
 //! export_driver remote-write --url URL --collections K [--series N]
 //!     [--interval-ms I] [--spool-bytes B] [--spool-dir D] [--progress FILE]
 //!     [--drain-timeout-s S] [--expected FILE] [--series-offset J]
-//!     [--label NAME=VALUE] [--spool-collections C]
+//!     [--label NAME=VALUE] [--spool-collections C] [--ca-file PEM]
 //! export_driver ipfix --collector ADDR --expected FILE [--reads R]
 //! export_driver bench [--flows F] [--series N] [--rounds R]
 //! ```
@@ -104,6 +104,7 @@ fn remote_write(f: &Flags) -> Result<(), String> {
         external_labels: ExternalLabels::parse(&labels)?,
         spool_bytes: f.num("spool-bytes", 8 << 20)? as usize,
         spool_dir: f.0.get("spool-dir").map(Into::into),
+        ca_file: f.0.get("ca-file").map(Into::into),
         min_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(1),
         timeout: Duration::from_secs(5),
@@ -126,6 +127,7 @@ fn remote_write(f: &Flags) -> Result<(), String> {
         let probe = RemoteWriter::new(RemoteWriteConfig {
             url: "http://127.0.0.1:9/".into(),
             spool_dir: None,
+            ca_file: None,
             ..config.clone()
         })?;
         probe.push(&collection(0, unix_ms()));
