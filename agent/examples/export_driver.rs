@@ -366,12 +366,16 @@ fn bench_ipfix(flows: u64, rounds: u64) -> Result<(), String> {
     const S: u64 = 1_000_000_000;
     let rx = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let addr = rx.local_addr().map_err(|e| e.to_string())?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
     let drained = std::thread::spawn(move || {
         let mut buf = [0u8; 65536];
-        let _ = rx.set_read_timeout(Some(Duration::from_millis(500)));
+        let _ = rx.set_read_timeout(Some(Duration::from_millis(100)));
         let mut n = 0u64;
-        while let Ok(k) = rx.recv(&mut buf) {
-            n += k as u64;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(k) = rx.recv(&mut buf) {
+                n += k as u64;
+            }
         }
         n
     });
@@ -430,7 +434,12 @@ fn bench_ipfix(flows: u64, rounds: u64) -> Result<(), String> {
         export_cpu += t2 - t1;
     }
     let s = sink.stats().clone();
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let wire = drained.join().map_err(|_| "drain thread")?;
+    if s.send_errors > 0 {
+        return Err(format!("ipfix bench: {} send errors", s.send_errors));
+    }
     let records = s.flow_records.max(1);
     let sim_secs = (5 * rounds) as f64;
     let per_1000_flows_per_s =
