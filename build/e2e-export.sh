@@ -13,7 +13,8 @@
 #     over TCP into a file that ipfixDump (libfixbuf) decodes: known flows,
 #     IPv4 and IPv6, TCP and UDP, both directions, add up exactly.
 # Until the agent runs the sinks, a test driver pushes known data through
-# them (agent/examples/export_driver.rs). About 1 minute.
+# them (agent/examples/export_driver.rs). About 70 s, plus building the
+# driver with https the first time.
 # Usage: build/e2e-export.sh [DRIVER]   (default: builds the example)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -84,7 +84,7 @@ bash build/e2e-restart.sh target/release/netprobe-agent
 bash build/e2e-hotplug.sh target/release/netprobe-agent
 bash build/e2e-security.sh target/release/netprobe-agent
 bash build/e2e-sockets.sh target/release/netprobe-agent
-bash build/e2e-export.sh # the sinks into Prometheus, nfcapd and nfacctd (about 1 min)
+bash build/e2e-export.sh # the sinks into Prometheus, nfcapd, nfacctd, ipfixDump (about 70 s)
 
 step "appliance: static builds (x86_64 and aarch64 musl)"
 bash build/cross.sh
