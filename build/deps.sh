@@ -15,7 +15,11 @@ packages=(
 	iputils-ping   # e2e traffic
 	iperf3         # e2e traffic (bounded TCP and UDP)
 	curl           # e2e scrapes
-	prometheus     # promtool check metrics; e2e-dashboards: a real Prometheus with the rules
+	prometheus     # promtool check metrics; e2e-dashboards: a real Prometheus with the rules; e2e-export: the remote_write receiver
+	nfdump         # e2e-export: nfcapd collects IPFIX, nfdump sums it per 5-tuple
+	pmacct         # e2e-export: nfacctd, a second IPFIX decoder
+	libfixbuf-tools # e2e-export: ipfixDump decodes IPFIX sent over TCP
+	openssl        # e2e-export: a CA and certificate for the https receiver
 	python3        # e2e: /status JSON checks; kernel tier and e2e: servers of build/sockets-traffic.py
 	nmap           # e2e-security: port scans
 	hping3         # e2e-security: floods

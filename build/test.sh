@@ -13,7 +13,8 @@
 #      socket probes on real connections (the tests `cargo test` ignores)
 #   6. build/e2e*.sh: the agent binary on a veth pair between two namespaces:
 #      exact counters per XDP mode, restarts without losing counts, hotplug,
-#      the Grafana dashboard and Prometheus rules, the live page in Chromium
+#      the Grafana dashboard and Prometheus rules, the live page in Chromium;
+#      build/e2e-export.sh: remote_write and IPFIX into real receivers
 #   7. the appliance: static x86_64 and aarch64 builds, aarch64 unit tests
 #      under qemu-user, and a QEMU boot of each architecture's image
 #   8. a short benchmark run, so the bench keeps working (figures not asserted)
@@ -86,6 +87,7 @@ bash build/e2e-security.sh target/release/netprobe-agent
 bash build/e2e-sockets.sh target/release/netprobe-agent
 bash build/e2e-dashboards.sh target/release/netprobe-agent
 bash build/e2e-page.sh target/release/netprobe-agent
+bash build/e2e-export.sh # the sinks into Prometheus, nfcapd, nfacctd, ipfixDump (about 70 s)
 
 step "appliance: static builds (x86_64 and aarch64 musl)"
 bash build/cross.sh

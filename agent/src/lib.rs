@@ -13,6 +13,7 @@ pub mod abi;
 pub mod collector;
 pub mod config;
 pub mod detect;
+pub mod export;
 pub mod http;
 pub mod kernel;
 pub mod linkwatch;
