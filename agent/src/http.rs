@@ -35,7 +35,8 @@ pub struct ServerConfig {
     /// `max_connections`, and stop after 5 s idle.
     pub workers: usize,
     /// Connections open at once (each has one thread while open); one
-    /// client address may hold half of them.
+    /// client address may hold half of them. Lowered at start to what the
+    /// open-file limit allows ([`connection_budget`]).
     pub max_connections: usize,
     /// Time a client has to send a whole request head, and to take a whole
     /// response; also how long an idle keep-alive connection stays open.
@@ -49,7 +50,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            address: IpAddr::from([0, 0, 0, 0]),
+            address: IpAddr::from([127, 0, 0, 1]),
             port: 8081,
             workers: 2,
             max_connections: 64,
@@ -256,8 +257,8 @@ pub fn respond(method: &str, url: &str, published: &Published, stale_after: Dura
 
 /// The HTTP server, with bounds on everything a client controls:
 ///
-/// - at most `max_connections` open at once, one thread each (plus one
-///   accept thread), and
+/// - at most `max_connections` open at once (no more than the open-file
+///   limit leaves room for), one thread each (plus one accept thread), and
 ///   at most half of them from one client address. When the pool, or an
 ///   address's half, is full, a new connection takes the place of the one
 ///   (of that address, for its half) that has waited longest for its
@@ -324,7 +325,7 @@ impl MetricsServer {
         let Some(listener) = self.listener.take() else {
             return;
         };
-        let max_connections = self.config.max_connections.max(1);
+        let max_connections = connection_budget(self.config.max_connections.max(1));
         let limits = server::Limits {
             max_connections,
             max_per_source: server::Limits::per_source(max_connections),
@@ -353,6 +354,43 @@ impl MetricsServer {
             shared.stop(self.accept.take());
         }
     }
+}
+
+/// Descriptors kept free for all but HTTP connections: the collector's
+/// netlink sockets and sysfs reads each interval, BPF objects, logging.
+/// A connection flood must never make those fail with EMFILE.
+pub const RESERVED_FDS: usize = 64;
+
+/// How many connections the open-file limit (`RLIMIT_NOFILE`, soft) leaves
+/// room for, at most `wanted`: each takes a descriptor, and
+/// [`RESERVED_FDS`] plus the descriptors open now (maps, programs, the
+/// listener) stay free for the rest of the agent. Logs when it lowers it.
+pub fn connection_budget(wanted: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills a valid rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
+        || lim.rlim_cur == libc::RLIM_INFINITY
+    {
+        return wanted;
+    }
+    let soft = lim.rlim_cur as usize;
+    let open = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(RESERVED_FDS);
+    // One more for the accept loop's spare descriptor.
+    let room = soft.saturating_sub(open + RESERVED_FDS + 1).max(1);
+    if room < wanted {
+        log::warn!(
+            "--http-max-connections {wanted} is more than the open-file limit leaves room for \
+             ({soft} files, {open} open now, {RESERVED_FDS} kept for the collector): serving at most \
+             {room} connections; raise the limit (ulimit -n, LimitNOFILE=) to allow more"
+        );
+        return room;
+    }
+    wanted
 }
 
 impl Drop for MetricsServer {

@@ -64,6 +64,7 @@ fn run(args: Args) -> Result<(), Failure> {
     if args.cleanup {
         return cleanup(&args);
     }
+    raise_nofile_limit();
     let filter = args.interface_filter().map_err(Failure::Usage)?;
     if let Some(f) = &filter {
         for name in f.exact_names() {
@@ -99,6 +100,13 @@ fn run(args: Args) -> Result<(), Failure> {
         auth,
     };
     let mut server = MetricsServer::bind(&server_config).map_err(Failure::Runtime)?;
+    if !args.listen_address.is_loopback() && server_config.auth.is_none() {
+        log::warn!(
+            "serving /metrics and /status without credentials on {}: anyone who reaches it reads flows, \
+             addresses and connection tables; set --metrics-auth-file, or listen on 127.0.0.1 or the LAN side only",
+            args.listen_address
+        );
+    }
 
     let mut probe_config = ProbeConfig::from(&args);
     probe_config.detect =
@@ -193,6 +201,27 @@ fn cleanup(args: &Args) -> Result<(), Failure> {
         args.pin_path.display()
     );
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one: HTTP connections take
+/// one descriptor each, and `--http-max-connections` is then lowered to
+/// what the limit leaves room for (`http::connection_budget`), never the
+/// collector's share.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit; raising the soft
+    // limit up to the hard one needs no privilege.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                log::debug!("raising RLIMIT_NOFILE: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
 }
 
 /// Loading parses the kernel's BTF (several MB) for CO-RE; it is freed

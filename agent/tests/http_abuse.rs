@@ -1417,7 +1417,7 @@ fn child_server() {
     let Ok(mode) = std::env::var(CHILD_ENV) else {
         return;
     };
-    if mode == "lowfd" {
+    if mode == "lowfd" || mode == "budget" {
         let r = libc::rlimit {
             rlim_cur: 256,
             rlim_max: 256,
@@ -1425,9 +1425,14 @@ fn child_server() {
         // SAFETY: a valid rlimit; lowering our own limit.
         assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) }, 0);
     }
+    // "budget": far more connections allowed than descriptors exist.
+    let config = ServerConfig {
+        max_connections: if mode == "budget" { 4096 } else { 64 },
+        ..ServerConfig::default()
+    };
     // A 256 KiB body: each response is sizeable.
     let body = format!("{METRICS}{}", "# padding\n".repeat(256 * 1024 / 10));
-    let (server, addr) = start_with(ServerConfig::default(), body);
+    let (server, addr) = start_with(config, body);
     println!("PORT {}", addr.port());
     let mut hog: Vec<std::fs::File> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -1671,6 +1676,36 @@ fn accept_errors_do_not_stop_the_server() {
         "no descriptor should have been free: {outcomes:?}"
     );
     assert!(!stats.contains("accept_errors: 0,"), "{stats}");
+}
+
+#[test]
+fn a_connection_flood_leaves_descriptors_for_the_rest() {
+    let _g = serial();
+    raise_nofile();
+    // 256 descriptors and --http-max-connections 4096: the server must
+    // take fewer connections than that, so the rest of the process (the
+    // collector, in the agent) can still open files under a flood.
+    let mut child = Child::start("budget");
+    let addr = child.addr;
+    let flood: Vec<TcpStream> = (0..600)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let hogged = child.command("hog", "HOGGED");
+    let free: usize = hogged.trim().trim_start_matches("HOGGED ").parse().unwrap();
+    child.command("free", "FREED");
+    assert!(
+        free >= 32,
+        "only {free} descriptors left under a flood of {} connections",
+        flood.len()
+    );
+    let took = scrape_any(addr);
+    let stats = child.command("stats", "STATS");
+    eprintln!(
+        "descriptor budget: {} flood connections; {free} files could still be opened; scrape in {took:?}; {}",
+        flood.len(),
+        stats.trim()
+    );
 }
 
 #[test]
