@@ -187,12 +187,19 @@ fn run(args: Args) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `--cleanup`: removes what an earlier run left pinned (a crash, or
-/// `--keep-on-exit`). Removing a link's pin detaches it; the programs and
-/// maps go with their last reference.
+/// `--cleanup`: removes what an earlier run left (a crash, or
+/// `--keep-on-exit`): NetProbe's clsact filters on every interface, then
+/// its pins. Removing a link's pin detaches it; the programs and maps go
+/// with their last reference.
 fn cleanup(args: &Args) -> Result<(), Failure> {
     if args.pin_path.as_os_str().is_empty() {
         return Err(Failure::Usage("--cleanup needs a --pin-path".into()));
+    }
+    // NetProbe's clsact filters (kernels before 6.6, or a forced test run):
+    // netlink objects no pin holds.
+    let filters = netprobe::manager::cleanup_filters();
+    if let Ok(n) = &filters {
+        info!("removed {n} clsact filters");
     }
     let n = netprobe::pins::cleanup(&args.pin_path)
         .map_err(|e| Failure::Runtime(format!("cleanup of {}: {e}", args.pin_path.display())))?;
@@ -200,7 +207,9 @@ fn cleanup(args: &Args) -> Result<(), Failure> {
         "removed {n} pinned objects under {}",
         args.pin_path.display()
     );
-    Ok(())
+    filters
+        .map(drop)
+        .map_err(|e| Failure::Runtime(format!("--cleanup: {e}")))
 }
 
 /// Raises the soft open-file limit to the hard one: HTTP connections take

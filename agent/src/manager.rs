@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+mod rtnl;
+
 use aya::maps::{HashMap, MapData, PerCpuHashMap, RingBuf};
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::tc::SchedClassifierLink;
+use aya::programs::tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle};
 use aya::programs::xdp::XdpLink;
-use aya::programs::{tc, SchedClassifier, TcAttachType, Xdp};
+use aya::programs::{tc, Link, SchedClassifier, TcAttachType, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use log::{info, warn};
 
@@ -22,6 +24,19 @@ use crate::config::{Args, XdpMode};
 use crate::kernel::KernelVersion;
 use crate::pins::PinDir;
 use crate::probes;
+
+/// The clsact priority and handle NetProbe's TC filters own (kernels
+/// before 6.6, without TCX). They are found, replaced and removed by these
+/// alone, never by program name: kernels without BPF_EVENTS (OpenWrt's
+/// usual build) load every program unnamed. 0x4e50 is "NP"; another
+/// filter at this priority is refused, not shared.
+pub const TC_PRIORITY: u16 = 0x4e50;
+pub const TC_HANDLE: u32 = 0x4e50;
+
+/// Set (to anything) only by tests: TC probes attach as clsact filters
+/// through netlink even where the kernel has TCX, so the pre-6.6 path is
+/// tested on the CI host's newer kernel.
+pub const FORCE_CLSACT_ENV: &str = "NETPROBE_TEST_FORCE_CLSACT";
 
 /// Sizes and tunables fixed when the probes are loaded.
 #[derive(Clone, Debug)]
@@ -407,29 +422,18 @@ impl Manager {
             let _ = self.iface_config.remove(&ifindex);
         }
 
-        let tcx = self.kernel.at_least(6, 6);
-        for (hook, name, at) in [
-            (
-                Hook::TcIngress,
-                probes::PROG_TC_INGRESS,
-                TcAttachType::Ingress,
-            ),
-            (Hook::TcEgress, probes::PROG_TC_EGRESS, TcAttachType::Egress),
-        ] {
-            if !tcx {
-                // Older kernels: clsact filters outlive a crashed agent and
-                // cannot be pinned; remove ours before adding a new one, so
-                // nothing counts twice. The qdisc may already be there.
-                let _ = tc::qdisc_add_clsact(interface);
-                let _ = tc::qdisc_detach_program(interface, at, name);
-            }
-            let (link, program_id) = self
-                .attach_tc(interface, ifindex, hook, name, at, tcx)
-                .map_err(|source| Error::Attach {
-                    interface: interface.into(),
-                    hook,
-                    source,
-                })?;
+        let tcx = self.tcx();
+        for (hook, name, at) in TC_HOOKS {
+            let attached = if tcx {
+                self.attach_tc(interface, ifindex, hook, name, at)
+            } else {
+                self.attach_clsact(interface, ifindex, name, at)
+            };
+            let (link, program_id) = attached.map_err(|source| Error::Attach {
+                interface: interface.into(),
+                hook,
+                source,
+            })?;
             done.links.push(link);
             done.hooks.push(HookAttachment {
                 hook,
@@ -439,6 +443,12 @@ impl Manager {
             });
         }
         Ok(())
+    }
+
+    /// Whether TC probes attach as TCX links (6.6+) rather than clsact
+    /// filters; tests can force the latter ([`FORCE_CLSACT_ENV`]).
+    fn tcx(&self) -> bool {
+        self.kernel.at_least(6, 6) && std::env::var_os(FORCE_CLSACT_ENV).is_none()
     }
 
     /// Attaches XDP in `mode`, taking over a pinned link of an earlier
@@ -508,7 +518,8 @@ impl Manager {
         }
     }
 
-    /// Attaches a TC program, taking over a pinned TCX link when there is one.
+    /// Attaches a TC program as a TCX link, taking over a pinned one when
+    /// there is one.
     fn attach_tc(
         &mut self,
         interface: &str,
@@ -516,12 +527,10 @@ impl Manager {
         hook: Hook,
         name: &'static str,
         at: TcAttachType,
-        tcx: bool,
     ) -> Result<(HookLink, u32), aya::programs::ProgramError> {
         let pin = self
             .pins
             .as_ref()
-            .filter(|_| tcx)
             .map(|p| p.link_path(ifindex, hook.name(), "tcx"));
         let p: &mut SchedClassifier =
             program(&mut self.bpf, name).map_err(|_| missing_program())?;
@@ -547,7 +556,11 @@ impl Manager {
                 }
             }
         }
-        let id = p.attach(interface, at)?;
+        let id = p.attach_with_options(
+            interface,
+            at,
+            TcAttachOptions::TcxOrder(aya::programs::LinkOrder::default()),
+        )?;
         let link = p.take_link(id)?;
         match pin {
             Some(path) => {
@@ -558,6 +571,68 @@ impl Manager {
             }
             None => Ok((HookLink::Tc(link), program_id)),
         }
+    }
+
+    /// Attaches a TC program as the cls_bpf filter at [`TC_PRIORITY`] and
+    /// [`TC_HANDLE`] on the clsact hook (kernels before 6.6). An earlier
+    /// agent's filter there is replaced in place (netlink change: no packet
+    /// missed or counted twice); filters of older NetProbe versions, found
+    /// by name at other priorities, are removed; anything else holding the
+    /// priority is refused with an error naming it.
+    fn attach_clsact(
+        &mut self,
+        interface: &str,
+        ifindex: u32,
+        name: &'static str,
+        at: TcAttachType,
+    ) -> Result<(HookLink, u32), aya::programs::ProgramError> {
+        use aya::programs::ProgramError;
+        let io = |e: std::io::Error| ProgramError::IOError(e);
+        // The qdisc may already be there (ours or another tool's); if it
+        // cannot be added, the filter listing or attach below says why.
+        let _ = tc::qdisc_add_clsact(interface);
+        let filters = rtnl::clsact_filters(ifindex, at == TcAttachType::Egress).map_err(io)?;
+        for f in legacy_filters(&filters, name) {
+            SchedClassifierLink::attached(interface, at, f.priority, f.handle.into(), None)
+                .map_err(io)?
+                .detach()?;
+            info!(
+                "removed an older NetProbe version's {name} filter from {interface} (priority {})",
+                f.priority
+            );
+        }
+        let p: &mut SchedClassifier =
+            program(&mut self.bpf, name).map_err(|_| missing_program())?;
+        let program_id = p.info()?.id();
+        let id = match rtnl::holder(&filters, TC_PRIORITY, TC_HANDLE, &[name]) {
+            rtnl::Holder::Other(what) => {
+                return Err(io(std::io::Error::other(format!(
+                    "clsact {} priority {TC_PRIORITY} on {interface} is held by {what}: NetProbe owns that \
+                     priority (handle {TC_HANDLE:#x}); remove or move the other filter",
+                    direction(at)
+                ))))
+            }
+            rtnl::Holder::Us => p.attach_to_link(
+                SchedClassifierLink::attached(
+                    interface,
+                    at,
+                    TC_PRIORITY,
+                    TcHandle::from(TC_HANDLE),
+                    None,
+                )
+                .map_err(io)?,
+            )?,
+            rtnl::Holder::Nobody => p.attach_with_options(
+                interface,
+                at,
+                TcAttachOptions::Netlink(NlOptions {
+                    priority: TC_PRIORITY,
+                    handle: TcHandle::from(TC_HANDLE),
+                    classid: None,
+                }),
+            )?,
+        };
+        Ok((HookLink::Tc(p.take_link(id)?), program_id))
     }
 
     /// On exit, leave every probe attached and pinned for the next agent
@@ -602,16 +677,20 @@ impl Manager {
 
     fn detach_links(&mut self, interface: &str, a: Attached) {
         let _ = self.iface_config.remove(&a.ifindex);
+        // A vanished interface took its hooks with it: nothing to undo, and
+        // errors saying so are expected.
+        let present = crate::netif::by_name(interface).is_ok_and(|i| i.ifindex == a.ifindex);
         for link in a.links {
-            match link {
-                // A vanished interface took its hooks with it: nothing to undo.
-                HookLink::Xdp(l) => drop(l),
-                HookLink::Tc(l) => drop(l),
-                HookLink::Pinned(path) => {
-                    if let Err(e) = std::fs::remove_file(&path) {
-                        log::debug!("unpinning {}: {e}", path.display());
-                    }
-                }
+            let detached = match link {
+                HookLink::Xdp(l) => l.detach().map_err(|e| e.to_string()),
+                HookLink::Tc(l) => l.detach().map_err(|e| e.to_string()),
+                HookLink::Pinned(path) => std::fs::remove_file(&path)
+                    .map_err(|e| format!("unpinning {}: {e}", path.display())),
+            };
+            match detached {
+                Err(e) if present => warn!("detaching a probe from {interface}: {e}"),
+                Err(e) => log::debug!("detaching a probe from vanished {interface}: {e}"),
+                Ok(()) => {}
             }
         }
         // Its counters go too, so interfaces that come and go cannot fill
@@ -782,6 +861,102 @@ impl Drop for Manager {
         if let Some(pins) = &self.pins {
             pins.remove_all();
         }
+    }
+}
+
+/// The TC hooks: which program each runs and where.
+const TC_HOOKS: [(Hook, &str, TcAttachType); 2] = [
+    (
+        Hook::TcIngress,
+        probes::PROG_TC_INGRESS,
+        TcAttachType::Ingress,
+    ),
+    (Hook::TcEgress, probes::PROG_TC_EGRESS, TcAttachType::Egress),
+];
+
+fn direction(at: TcAttachType) -> &'static str {
+    if at == TcAttachType::Egress {
+        "egress"
+    } else {
+        "ingress"
+    }
+}
+
+/// Filters an older NetProbe version attached (found by their program's
+/// name, at a priority the kernel chose): anything running `name` that is
+/// not at our priority.
+fn legacy_filters<'a>(
+    filters: &'a [rtnl::Filter],
+    name: &'a str,
+) -> impl Iterator<Item = &'a rtnl::Filter> {
+    filters.iter().filter(move |f| {
+        f.priority != TC_PRIORITY && f.handle != 0 && f.bpf_name.as_deref() == Some(name)
+    })
+}
+
+/// `--cleanup` on clsact: removes NetProbe's TC filters from every
+/// interface (the one at [`TC_PRIORITY`]/[`TC_HANDLE`], and older versions'
+/// found by name), on any kernel: they are netlink objects no pin holds.
+/// Returns how many were removed.
+///
+/// # Errors
+/// Every interface is tried; the error names each filter that could not
+/// be listed or removed.
+pub fn cleanup_filters() -> Result<usize, String> {
+    let mut removed = 0;
+    let mut failed = Vec::new();
+    let interfaces = crate::netif::list().map_err(|e| format!("listing interfaces: {e}"))?;
+    for i in interfaces {
+        for (_, name, at) in TC_HOOKS {
+            let filters = match rtnl::clsact_filters(i.ifindex, at == TcAttachType::Egress) {
+                Ok(f) => f,
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => continue,
+                Err(e) => {
+                    failed.push(format!("listing {} {} filters: {e}", i.name, direction(at)));
+                    continue;
+                }
+            };
+            let mine: Vec<&rtnl::Filter> =
+                match rtnl::holder(&filters, TC_PRIORITY, TC_HANDLE, &[name]) {
+                    rtnl::Holder::Us => filters
+                        .iter()
+                        .filter(|f| f.priority == TC_PRIORITY && f.handle == TC_HANDLE)
+                        .collect(),
+                    rtnl::Holder::Other(what) => {
+                        info!(
+                            "{} {} priority {TC_PRIORITY} holds {what}, not NetProbe's: left alone",
+                            i.name,
+                            direction(at)
+                        );
+                        Vec::new()
+                    }
+                    rtnl::Holder::Nobody => Vec::new(),
+                };
+            for f in mine.into_iter().chain(legacy_filters(&filters, name)) {
+                let detached =
+                    SchedClassifierLink::attached(&i.name, at, f.priority, f.handle.into(), None)
+                        .map_err(|e| e.to_string())
+                        .and_then(|l| l.detach().map_err(|e| e.to_string()));
+                match detached {
+                    Ok(()) => {
+                        removed += 1;
+                        info!(
+                            "removed the {name} filter from {} (priority {})",
+                            i.name, f.priority
+                        );
+                    }
+                    Err(e) => failed.push(format!(
+                        "removing the {name} filter from {} (priority {}): {e}",
+                        i.name, f.priority
+                    )),
+                }
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(removed)
+    } else {
+        Err(failed.join("; "))
     }
 }
 

@@ -197,25 +197,9 @@ impl PinDir {
     }
 }
 
-/// Removes every pin under `root` (the whole `--pin-path`), and on kernels
-/// before TCX (6.6) the clsact filters of our programs, which are netlink
-/// objects that no pin holds.
+/// Removes every pin under `root` (the whole `--pin-path`). The clsact
+/// filters no pin holds are `manager::cleanup_filters`'.
 pub fn cleanup(root: &Path) -> io::Result<usize> {
-    if !crate::kernel::KernelVersion::current().at_least(6, 6) {
-        for i in crate::netif::list()? {
-            for (at, name) in [
-                (
-                    aya::programs::TcAttachType::Ingress,
-                    probes::PROG_TC_INGRESS,
-                ),
-                (aya::programs::TcAttachType::Egress, probes::PROG_TC_EGRESS),
-            ] {
-                if aya::programs::tc::qdisc_detach_program(&i.name, at, name).is_ok() {
-                    info!("removed the {name} filter from {}", i.name);
-                }
-            }
-        }
-    }
     if !root.exists() {
         return Ok(0);
     }
