@@ -238,7 +238,7 @@ grep -q ' /proc ' /proc/mounts 2>/dev/null || mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
-mount -t bpf bpf /sys/fs/bpf
+mount -t bpf -o mode=0700 bpf /sys/fs/bpf
 hostname -F /etc/hostname
 kver=$(cat /etc/netprobe-image/kernel)
 while read -r ko; do

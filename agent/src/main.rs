@@ -187,26 +187,30 @@ fn run(args: Args) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `--cleanup`: removes what an earlier run left (a crash, or
-/// `--keep-on-exit`): NetProbe's clsact filters on every interface, then
-/// its pins. Removing a link's pin detaches it; the programs and maps go
-/// with their last reference.
+/// `--cleanup`: removes what an earlier run left: NetProbe's clsact
+/// filters on every interface (netlink objects no pin holds), then its pin
+/// layout under `--pin-path` (removing a link's pin detaches it; programs
+/// and maps go with their last reference). It refuses a `--pin-path` that
+/// is not on a bpffs or fails the pin tree's checks, and touches nothing
+/// outside NetProbe's layout.
 fn cleanup(args: &Args) -> Result<(), Failure> {
     if args.pin_path.as_os_str().is_empty() {
         return Err(Failure::Usage("--cleanup needs a --pin-path".into()));
     }
-    // NetProbe's clsact filters (kernels before 6.6, or a forced test run):
-    // netlink objects no pin holds.
     let filters = netprobe::manager::cleanup_filters();
     if let Ok(n) = &filters {
         info!("removed {n} clsact filters");
     }
-    let n = netprobe::pins::cleanup(&args.pin_path)
-        .map_err(|e| Failure::Runtime(format!("cleanup of {}: {e}", args.pin_path.display())))?;
-    info!(
-        "removed {n} pinned objects under {}",
-        args.pin_path.display()
-    );
+    let root = &args.pin_path;
+    let pins =
+        netprobe::pins::cleanup(root).map_err(|e| Failure::Runtime(format!("--cleanup: {e}")))?;
+    info!("removed {} pins under {}", pins.removed, root.display());
+    if !pins.left.is_empty() {
+        return Err(Failure::Runtime(format!(
+            "--cleanup left what is not NetProbe's layout, or could not be removed: {}",
+            pins.left.join("; ")
+        )));
+    }
     filters
         .map(drop)
         .map_err(|e| Failure::Runtime(format!("--cleanup: {e}")))

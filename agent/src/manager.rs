@@ -467,7 +467,10 @@ impl Manager {
         if let Some(pins) = &self.pins {
             // A pin for this hook in the other mode is stale (mode changed).
             for other in ["native", "generic"].iter().filter(|m| **m != mode_name) {
-                let _ = std::fs::remove_file(pins.link_path(ifindex, Hook::Xdp.name(), other));
+                let name = PinDir::link_name(ifindex, Hook::Xdp.name(), other);
+                if let Err(e) = pins.unpin_link(&name) {
+                    warn!("removing the stale pin {name}: {e}");
+                }
             }
         }
         let xdp: &mut Xdp =
@@ -488,10 +491,12 @@ impl Manager {
                         "pinned XDP link {} is unusable ({e}); attaching anew",
                         path.display()
                     );
-                    let _ = std::fs::remove_file(path);
+                    self.unpin_stale(path);
                 }
             }
         }
+        let xdp: &mut Xdp =
+            program(&mut self.bpf, probes::PROG_XDP).map_err(|_| missing_program())?;
         let id = xdp.attach_to_if_index(ifindex, mode)?;
         let link = xdp.take_link(id)?;
         match pin {
@@ -552,10 +557,12 @@ impl Manager {
                         "pinned TC link {} is unusable ({e}); attaching anew",
                         path.display()
                     );
-                    let _ = std::fs::remove_file(path);
+                    self.unpin_stale(path);
                 }
             }
         }
+        let p: &mut SchedClassifier =
+            program(&mut self.bpf, name).map_err(|_| missing_program())?;
         let id = p.attach_with_options(
             interface,
             at,
@@ -635,6 +642,17 @@ impl Manager {
         Ok((HookLink::Tc(p.take_link(id)?), program_id))
     }
 
+    /// Removes a link pin that cannot be taken over, saying so if that fails.
+    fn unpin_stale(&self, path: &std::path::Path) {
+        let (Some(pins), Some(name)) = (&self.pins, path.file_name().and_then(|n| n.to_str()))
+        else {
+            return;
+        };
+        if let Err(e) = pins.unpin_link(name) {
+            warn!("removing the unusable pin {}: {e}", path.display());
+        }
+    }
+
     /// On exit, leave every probe attached and pinned for the next agent
     /// (`--keep-on-exit`), instead of detaching and unpinning.
     pub fn set_keep_on_exit(&mut self, keep: bool) {
@@ -684,8 +702,12 @@ impl Manager {
             let detached = match link {
                 HookLink::Xdp(l) => l.detach().map_err(|e| e.to_string()),
                 HookLink::Tc(l) => l.detach().map_err(|e| e.to_string()),
-                HookLink::Pinned(path) => std::fs::remove_file(&path)
-                    .map_err(|e| format!("unpinning {}: {e}", path.display())),
+                HookLink::Pinned(path) => match (&self.pins, path.file_name()) {
+                    (Some(pins), Some(name)) => pins
+                        .unpin_link(&name.to_string_lossy())
+                        .map_err(|e| format!("unpinning {}: {e}", path.display())),
+                    _ => Ok(()),
+                },
             };
             match detached {
                 Err(e) if present => warn!("detaching a probe from {interface}: {e}"),
