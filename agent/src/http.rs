@@ -248,11 +248,33 @@ pub fn respond(method: &str, url: &str, published: &Published, stale_after: Dura
                         now - c.last_collection
                     ),
                 )
+            } else if let Some(lost) = detached_hooks(&latest.snapshot) {
+                Reply::text(503, format!("probes detached: {lost}\n"))
             } else {
                 Reply::text(200, "ok\n")
             }
         }
     }
+}
+
+/// The probes a check found detached, as `hook on interface (why)`, or
+/// `None` when every probe is attached.
+fn detached_hooks(s: &crate::snapshot::Snapshot) -> Option<String> {
+    let lost: Vec<String> = s
+        .interfaces
+        .iter()
+        .flat_map(|i| {
+            i.hooks.iter().filter(|h| !h.attached).map(move |h| {
+                format!(
+                    "{} on {} ({})",
+                    h.hook,
+                    i.name,
+                    h.problem.as_deref().unwrap_or("detached")
+                )
+            })
+        })
+        .collect();
+    (!lost.is_empty()).then(|| lost.join(", "))
 }
 
 /// The HTTP server, with bounds on everything a client controls:

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+mod held_link;
 mod rtnl;
 
 use aya::maps::{HashMap, MapData, PerCpuHashMap, RingBuf};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle};
 use aya::programs::xdp::XdpLink;
-use aya::programs::{tc, Link, SchedClassifier, TcAttachType, Xdp};
+use aya::programs::{tc, Link, MultiProgLink, SchedClassifier, TcAttachType, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use log::{info, warn};
 
@@ -24,6 +25,7 @@ use crate::config::{Args, XdpMode};
 use crate::kernel::KernelVersion;
 use crate::pins::PinDir;
 use crate::probes;
+use held_link::HeldLink;
 
 /// The clsact priority and handle NetProbe's TC filters own (kernels
 /// before 6.6, without TCX). They are found, replaced and removed by these
@@ -178,6 +180,9 @@ pub struct HookAttachment {
     /// `bpf_link` or `netlink`.
     pub method: &'static str,
     pub program_id: u32,
+    /// Why the last check ([`Manager::check_hooks`]) found this probe no
+    /// longer attached; `None` while it is.
+    pub missing: Option<String>,
 }
 
 /// A hook's attachment as the manager holds it.
@@ -186,8 +191,13 @@ enum HookLink {
     /// Owned by the agent: detached when dropped.
     Xdp(XdpLink),
     Tc(SchedClassifierLink),
-    /// Pinned on bpffs: lives until the pin is removed, across restarts.
-    Pinned(PathBuf),
+    /// Pinned on bpffs (the pin's file name in `links`): lives until the
+    /// pin is removed, across restarts. The agent holds it open too, so
+    /// while it runs a removed pin does not detach it (and is put back).
+    Pinned {
+        name: String,
+        held: HeldLink,
+    },
 }
 
 /// What is attached on one interface.
@@ -395,6 +405,7 @@ impl Manager {
                             mode: name,
                             method,
                             program_id,
+                            missing: None,
                         });
                         last_err = None;
                         break;
@@ -440,6 +451,7 @@ impl Manager {
                 mode: if tcx { "tcx" } else { "clsact" },
                 method: if tcx { "bpf_link" } else { "netlink" },
                 program_id,
+                missing: None,
             });
         }
         Ok(())
@@ -484,7 +496,7 @@ impl Manager {
             match taken {
                 Ok(id) => {
                     drop(xdp.take_link(id)?); // the pin keeps it
-                    return Ok((HookLink::Pinned(path.clone()), "bpf_link", program_id));
+                    return Ok((held(path)?, "bpf_link", program_id));
                 }
                 Err(e) => {
                     info!(
@@ -502,8 +514,10 @@ impl Manager {
         match pin {
             Some(path) => match FdLink::try_from(link) {
                 Ok(fd) => {
-                    fd.pin(&path).map_err(|e| pin_error(&path, e))?;
-                    Ok((HookLink::Pinned(path), "bpf_link", program_id))
+                    let pinned = fd.pin(&path).map_err(|e| pin_error(&path, e))?;
+                    let h = held(&path);
+                    drop(pinned); // the pin (and now our own descriptor) keep it
+                    Ok((h?, "bpf_link", program_id))
                 }
                 // A netlink attachment (before 5.9) cannot be pinned; it
                 // stays attached to the device by itself.
@@ -550,7 +564,7 @@ impl Manager {
             match taken {
                 Ok(id) => {
                     drop(p.take_link(id)?);
-                    return Ok((HookLink::Pinned(path.clone()), program_id));
+                    return Ok((held(path)?, program_id));
                 }
                 Err(e) => {
                     info!(
@@ -573,8 +587,10 @@ impl Manager {
             Some(path) => {
                 let fd = FdLink::try_from(link)
                     .map_err(|e| aya::programs::ProgramError::IOError(std::io::Error::other(e)))?;
-                fd.pin(&path).map_err(|e| pin_error(&path, e))?;
-                Ok((HookLink::Pinned(path), program_id))
+                let pinned = fd.pin(&path).map_err(|e| pin_error(&path, e))?;
+                let h = held(&path);
+                drop(pinned);
+                Ok((h?, program_id))
             }
             None => Ok((HookLink::Tc(link), program_id)),
         }
@@ -702,12 +718,16 @@ impl Manager {
             let detached = match link {
                 HookLink::Xdp(l) => l.detach().map_err(|e| e.to_string()),
                 HookLink::Tc(l) => l.detach().map_err(|e| e.to_string()),
-                HookLink::Pinned(path) => match (&self.pins, path.file_name()) {
-                    (Some(pins), Some(name)) => pins
-                        .unpin_link(&name.to_string_lossy())
-                        .map_err(|e| format!("unpinning {}: {e}", path.display())),
-                    _ => Ok(()),
-                },
+                HookLink::Pinned { name, held } => {
+                    let unpinned = match &self.pins {
+                        Some(pins) => pins
+                            .unpin_link(&name)
+                            .map_err(|e| format!("unpinning {name}: {e}")),
+                        None => Ok(()),
+                    };
+                    drop(held); // with the pin gone, this detaches it
+                    unpinned
+                }
             };
             match detached {
                 Err(e) if present => warn!("detaching a probe from {interface}: {e}"),
@@ -736,6 +756,38 @@ impl Manager {
             let _ = self.tc_device_stats.remove(&k);
         }
         info!("stopped watching {interface}");
+    }
+
+    /// Checks that every probe is still attached and marks those that are
+    /// not ([`HookAttachment::missing`], which /healthz, /status and
+    /// `netprobe_hook_attached` report); changes are logged once. XDP: the
+    /// device still runs our program. TCX: our bpf_link is still on the
+    /// device with our program (`bpftool link detach` or a vanished device
+    /// clears it). clsact: our filter is still there with our program.
+    /// A pinned link's pin that went missing (removed by hand: the agent
+    /// holds the link open, so the probe stayed attached) is put back.
+    pub fn check_hooks(&mut self) {
+        let pins = self.pins.as_ref();
+        for (interface, a) in self.attached.iter_mut() {
+            for (h, link) in a.hooks.iter_mut().zip(&a.links) {
+                if let (Some(pins), HookLink::Pinned { name, held }) = (pins, link) {
+                    restore_pin(pins, name, held);
+                }
+                let missing = hook_missing(a.ifindex, h, link);
+                match (&h.missing, &missing) {
+                    (None, Some(why)) => warn!(
+                        "probe {} on {interface} is no longer attached ({why}): it counts nothing; \
+                         restart the agent to attach it again",
+                        h.hook.name()
+                    ),
+                    (Some(_), None) => {
+                        info!("probe {} on {interface} is attached again", h.hook.name())
+                    }
+                    _ => {}
+                }
+                h.missing = missing;
+            }
+        }
     }
 
     /// Interfaces attached now, by name.
@@ -867,7 +919,8 @@ impl Drop for Manager {
                     match l {
                         HookLink::Xdp(l) => std::mem::forget(l),
                         HookLink::Tc(l) => std::mem::forget(l),
-                        HookLink::Pinned(_) => {}
+                        // The pin keeps it; our descriptor just closes.
+                        HookLink::Pinned { .. } => {}
                     }
                 }
             }
@@ -914,6 +967,116 @@ fn legacy_filters<'a>(
     filters.iter().filter(move |f| {
         f.priority != TC_PRIORITY && f.handle != 0 && f.bpf_name.as_deref() == Some(name)
     })
+}
+
+/// Why `h` (held through `link`) is no longer attached to `ifindex`, or
+/// `None` if it still is.
+fn hook_missing(ifindex: u32, h: &HookAttachment, link: &HookLink) -> Option<String> {
+    let ours = h.program_id;
+    if h.hook == Hook::Xdp {
+        return match rtnl::xdp_prog_ids(ifindex) {
+            Ok(ids) if ids.contains(&ours) => None,
+            Ok(ids) if ids.is_empty() => Some("the device runs no XDP program".into()),
+            Ok(ids) => Some(format!(
+                "the device runs XDP program {ids:?}, not ours ({ours})"
+            )),
+            Err(e) => Some(format!("querying the device: {e}")),
+        };
+    }
+    let link_state = match link {
+        HookLink::Pinned { held, .. } => Some(held.state()),
+        HookLink::Tc(l) => match MultiProgLink::fd(l) {
+            Ok(fd) => Some(held_link::fd_state(std::os::fd::AsRawFd::as_raw_fd(&fd))),
+            Err(_) => None, // a clsact filter: no link
+        },
+        HookLink::Xdp(_) => None,
+    };
+    if let Some(state) = link_state {
+        return match state {
+            Ok(s) if s.ifindex == ifindex && s.prog_id == ours => None,
+            Ok(s) if s.ifindex != ifindex => Some(format!(
+                "its bpf_link {} was detached from the device",
+                s.id
+            )),
+            Ok(s) => Some(format!(
+                "its bpf_link {} runs program {}, not ours ({ours})",
+                s.id, s.prog_id
+            )),
+            Err(e) => Some(format!("reading its bpf_link: {e}")),
+        };
+    }
+    let egress = h.hook == Hook::TcEgress;
+    match rtnl::clsact_filters(ifindex, egress) {
+        Ok(filters) => {
+            let at = filters
+                .iter()
+                .find(|f| f.priority == TC_PRIORITY && f.handle == TC_HANDLE);
+            match at.and_then(|f| f.prog_id) {
+                Some(id) if id == ours => None,
+                Some(id) => Some(format!(
+                    "the clsact filter at priority {TC_PRIORITY} runs program {id}, not ours ({ours})"
+                )),
+                None => Some(format!(
+                    "no clsact filter at priority {TC_PRIORITY} handle {TC_HANDLE:#x}"
+                )),
+            }
+        }
+        Err(e) => Some(format!("listing the clsact filters: {e}")),
+    }
+}
+
+/// Puts back the pin `name` of a link the agent holds, if it was removed
+/// or replaced while the agent ran.
+fn restore_pin(pins: &PinDir, name: &str, held: &HeldLink) {
+    let path = pins.link_pin_path(name);
+    let Ok(want) = held.state() else { return };
+    let pinned = HeldLink::from_pin(&path).and_then(|p| p.state());
+    let why = match pinned {
+        Ok(s) if s.id == want.id => return,
+        Ok(_) => {
+            if let Err(e) = pins.unpin_link(name) {
+                warn!(
+                    "{} holds another link and cannot be removed: {e}",
+                    path.display()
+                );
+                return;
+            }
+            "held another link"
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "was removed",
+        Err(e) => {
+            warn!("checking the pin {}: {e}", path.display());
+            return;
+        }
+    };
+    match held.pin(&path) {
+        Ok(()) => warn!(
+            "pin {} {why} while the agent ran; the probe stayed attached (the agent holds its link) \
+             and is pinned again",
+            path.display()
+        ),
+        Err(e) => warn!(
+            "pin {} {why} while the agent ran and cannot be put back ({e}): the probe stays attached \
+             while the agent runs, but a restart will attach it anew",
+            path.display()
+        ),
+    }
+}
+
+/// Takes the link pinned at `path` into the agent's hands (see
+/// [`HookLink::Pinned`]).
+fn held(path: &std::path::Path) -> Result<HookLink, aya::programs::ProgramError> {
+    let held = HeldLink::from_pin(path).map_err(|e| {
+        aya::programs::ProgramError::IOError(std::io::Error::other(format!(
+            "opening the pinned link {}: {e}",
+            path.display()
+        )))
+    })?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(HookLink::Pinned { name, held })
 }
 
 /// `--cleanup` on clsact: removes NetProbe's TC filters from every

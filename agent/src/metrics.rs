@@ -146,13 +146,13 @@ pub fn render(s: &Snapshot) -> String {
         o,
         "netprobe_hook_attached",
         "gauge",
-        "1 for each probe attached, by interface, hook and attach mode.",
+        "1 for each probe attached, by interface, hook and attach mode; 0 once a check found it detached.",
     );
     for i in &s.interfaces {
         for h in &i.hooks {
             f.sample(
                 &[("interface", &i.name), ("hook", h.hook), ("mode", h.mode)],
-                1u64,
+                u64::from(h.attached),
             );
         }
     }

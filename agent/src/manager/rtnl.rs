@@ -1,13 +1,15 @@
 //! Route-netlink queries the manager needs and aya 0.14 does not offer:
 //! the filters on a clsact hook with their priority, handle and program
 //! (so the agent owns its filters by priority and handle, whatever name
-//! the kernel gave the program).
+//! the kernel gave the program), and the XDP programs a device runs.
 //! Reading the socket is separate from parsing, which is tested on bytes.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
 const RTM_NEWTFILTER: u16 = 44;
 const RTM_GETTFILTER: u16 = 46;
 const NLMSG_ERROR: u16 = 2;
@@ -19,10 +21,14 @@ const TCA_KIND: u16 = 1;
 const TCA_OPTIONS: u16 = 2;
 const TCA_BPF_NAME: u16 = 7;
 const TCA_BPF_ID: u16 = 11;
+const IFLA_XDP: u16 = 43;
+/// IFLA_XDP_PROG_ID, then the per-mode DRV, SKB and HW program ids.
+const IFLA_XDP_PROG_IDS: [u16; 4] = [4, 5, 6, 7];
 const TC_H_CLSACT_INGRESS: u32 = 0xffff_fff2;
 const TC_H_CLSACT_EGRESS: u32 = 0xffff_fff3;
 const NLMSG_HDR: usize = 16;
 const TCMSG: usize = 20;
+const IFINFOMSG: usize = 16;
 /// A reply slower than this means the kernel is wedged: give up.
 const RECV_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -233,6 +239,40 @@ pub fn clsact_filters(ifindex: u32, egress: bool) -> io::Result<Vec<Filter>> {
         .collect())
 }
 
+/// The XDP programs attached to `ifindex` (one per mode at most).
+///
+/// # Errors
+/// The netlink request failed (the device is gone: `ENODEV`).
+pub fn xdp_prog_ids(ifindex: u32) -> io::Result<Vec<u32>> {
+    let len = NLMSG_HDR + IFINFOMSG;
+    let mut req = header(len, RTM_GETLINK, NLM_F_REQUEST);
+    req.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+    req.extend_from_slice(&(ifindex as i32).to_ne_bytes());
+    req.extend_from_slice(&[0u8; 8]); // flags, change
+    let replies = Socket::open()?.request(&req, false)?;
+    let link = replies
+        .iter()
+        .find(|(k, _)| *k == RTM_NEWLINK)
+        .ok_or_else(|| io::Error::other("no RTM_NEWLINK reply"))?;
+    Ok(parse_xdp_ids(&link.1))
+}
+
+fn parse_xdp_ids(p: &[u8]) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for (kind, data) in attrs(p.get(IFINFOMSG..).unwrap_or(&[])) {
+        if kind == IFLA_XDP {
+            for (k, d) in attrs(data) {
+                if let Some(id) = u32_of(d).filter(|_| IFLA_XDP_PROG_IDS.contains(&k)) {
+                    if id != 0 && !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+            }
+        }
+    }
+    ids
+}
+
 /// Who holds a clsact priority.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Holder {
@@ -333,6 +373,17 @@ mod tests {
             Some(libc::ENODEV)
         );
         assert!(split_messages(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn parses_xdp_program_ids() {
+        let mut p = vec![0u8; IFINFOMSG];
+        p.extend(attr(3, b"eth0\0"));
+        let mut x = attr(2, &[1]);
+        x.extend(attr(4, &77u32.to_ne_bytes()));
+        p.extend(attr(IFLA_XDP | 0x8000, &x));
+        assert_eq!(parse_xdp_ids(&p), [77]);
+        assert!(parse_xdp_ids(&p[..IFINFOMSG]).is_empty());
     }
 
     #[test]
