@@ -11,6 +11,7 @@ packages=(
 	linux-libc-dev # <linux/*.h> uapi headers
 	bpftool        # e2e: checks nothing is left loaded
 	iproute2       # e2e: ip netns, veth, tc
+	util-linux     # e2e-hardening: unshare, setpriv (as nobody), prlimit, mountpoint
 	iputils-ping   # e2e traffic
 	iperf3         # e2e traffic (bounded TCP and UDP)
 	curl           # e2e scrapes
