@@ -142,8 +142,9 @@ fn bump(c: &AtomicU64) {
 enum Phase {
     /// Waiting for a request head, since then.
     Waiting(Instant),
-    /// Answering: a response started then and is not yet taken whole.
-    Writing(Instant),
+    /// Answering: a response started then and is not yet taken whole;
+    /// true for the connection's last response (its slot frees after it).
+    Writing(Instant, bool),
     /// Chosen for eviction; its thread is closing it.
     Evicted,
 }
@@ -274,6 +275,9 @@ impl Shared {
         let mut st = lock(&self.state);
         if source.is_some() && from_source(&st) >= self.limits.max_per_source {
             st = self.make_room(st, source);
+            st = self.wait_for_last(st, source, |st| {
+                from_source(st) >= self.limits.max_per_source
+            });
             if from_source(&st) >= self.limits.max_per_source {
                 drop(st);
                 bump(&self.counters.refused_source_limit);
@@ -286,6 +290,7 @@ impl Shared {
         }
         if st.slots.len() >= self.limits.max_connections {
             st = self.make_room(st, None);
+            st = self.wait_for_last(st, None, |st| st.slots.len() >= self.limits.max_connections);
             if st.slots.len() >= self.limits.max_connections {
                 drop(st);
                 bump(&self.counters.refused_busy);
@@ -333,7 +338,7 @@ impl Shared {
             .filter(|s| source.is_none() || s.source == source)
             .filter_map(|s| match s.phase {
                 Phase::Waiting(t) => Some((t, s.id, &self.counters.evicted)),
-                Phase::Writing(t) if now - t >= slow_after && unsent_bytes(&s.stream) > 0 => {
+                Phase::Writing(t, _) if now - t >= slow_after && unsent_bytes(&s.stream) > 0 => {
                     Some((t, s.id, &self.counters.evicted_slow_readers))
                 }
                 _ => None,
@@ -359,6 +364,29 @@ impl Shared {
         // and frees the slot.
         self.freed
             .wait_timeout_while(st, EVICT_WAIT, |st| st.slots.iter().any(|s| s.id == id))
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+    }
+
+    /// While `full`, waits (briefly) for a connection (of `source`, if
+    /// given) that is writing its last response to close: a client that
+    /// opens its next connection as soon as it has read the previous
+    /// answer is not refused because the server has not freed that slot
+    /// yet.
+    fn wait_for_last<'a>(
+        &self,
+        st: MutexGuard<'a, State>,
+        source: Option<IpAddr>,
+        full: impl Fn(&State) -> bool,
+    ) -> MutexGuard<'a, State> {
+        let closing = st.slots.iter().any(|s| {
+            (source.is_none() || s.source == source) && matches!(s.phase, Phase::Writing(_, true))
+        });
+        if !full(&st) || !closing {
+            return st;
+        }
+        self.freed
+            .wait_timeout_while(st, EVICT_WAIT, |st| full(st))
             .unwrap_or_else(|e| e.into_inner())
             .0
     }
@@ -426,6 +454,16 @@ impl Shared {
         }
     }
 
+    /// Marks the response being written as the connection's last.
+    fn mark_last(&self, id: u64) {
+        let mut st = lock(&self.state);
+        if let Some(s) = st.slots.iter_mut().find(|s| s.id == id) {
+            if let Phase::Writing(t, _) = s.phase {
+                s.phase = Phase::Writing(t, true);
+            }
+        }
+    }
+
     fn set_phase(&self, id: u64, phase: Phase) {
         let mut st = lock(&self.state);
         if let Some(s) = st
@@ -461,23 +499,28 @@ impl Shared {
                     // An idle connection just closes; a partial request hears why.
                     if has_request_bytes(&buf) {
                         bump(&self.counters.timed_out);
-                        self.send_error(stream, 408, "request head not received in time\n");
+                        self.send_error(job.id, stream, 408, "request head not received in time\n");
                     }
                     return;
                 }
                 Err(HeadRead::NotHttp) => {
                     bump(&self.counters.bad_requests);
-                    self.send_error(stream, 400, "bad request: not an HTTP/1.x request\n");
+                    self.send_error(
+                        job.id,
+                        stream,
+                        400,
+                        "bad request: not an HTTP/1.x request\n",
+                    );
                     return;
                 }
                 Err(HeadRead::TooLarge) => {
                     bump(&self.counters.too_large);
-                    self.send_error(stream, 431, "request head too large\n");
+                    self.send_error(job.id, stream, 431, "request head too large\n");
                     return;
                 }
             };
             let started = Instant::now();
-            self.set_phase(job.id, Phase::Writing(started));
+            self.set_phase(job.id, Phase::Writing(started, false));
             let response_deadline = started + timeout;
             let keep_alive = self.answer(job, &buf[..end], response_deadline, &mut unauthorized);
             if !keep_alive || self.stop.load(Ordering::Acquire) {
@@ -517,7 +560,7 @@ impl Shared {
                 } else {
                     bump(&self.counters.bad_requests);
                 }
-                self.send_error(stream, e.status(), &format!("{e}\n"));
+                self.send_error(job.id, stream, e.status(), &format!("{e}\n"));
                 return false;
             }
         };
@@ -544,6 +587,9 @@ impl Shared {
         if let Body::Metrics(_, own) = &mut reply.body {
             // The server's own counters, as of this scrape.
             super::server_metrics::render(own, &self.stats());
+        }
+        if !keep_alive {
+            self.mark_last(job.id);
         }
         // HTTP/1.0 closes by default; HTTP/1.1 is told.
         let announce_close = !keep_alive && req.version == HTTPVersion(1, 1);
@@ -582,7 +628,8 @@ impl Shared {
     }
 
     /// Writes an error response (with `Connection: close`) and closes gently.
-    fn send_error(&self, stream: &TcpStream, status: u16, message: &str) {
+    fn send_error(&self, id: u64, stream: &TcpStream, status: u16, message: &str) {
+        self.set_phase(id, Phase::Writing(Instant::now(), true));
         bump(&self.counters.requests);
         let deadline = Instant::now() + ERROR_WRITE.min(self.limits.timeout);
         let reply = Reply::text(status, message);
