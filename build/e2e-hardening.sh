@@ -208,14 +208,16 @@ ids=$(agent_prog_ids)
 stop_agent
 mkdir "$B/kept/other-tool" # bpffs holds directories, links and pins only
 capture timeout 8 ip netns exec "$NSA" "$AGENT" --cleanup --pin-path "$B/kept"
+# At once: --cleanup detaches the links, not only their pins.
+xdp=$(ina ip -d link show "$IFA" | grep -c 'prog/xdp' || true)
 pins=$(count_pins "$B/kept")
 # shellcheck disable=SC2086
 n=$(progs_left $ids)
 if [ "$OUT_CODE" -eq 1 ] && grep -q "other-tool: not part of NetProbe's layout" <<<"$OUT" && [ -d "$B/kept/other-tool" ] \
-	&& [ "$pins" -eq 0 ] && [ "$n" -eq 0 ]; then
-	ok "--cleanup removes NetProbe's pins (links detach, programs go), leaves another tool's directory and names it (exit 1)"
+	&& [ "$pins" -eq 0 ] && [ "$xdp" -eq 0 ] && [ "$n" -eq 0 ]; then
+	ok "--cleanup removes NetProbe's pins (links detached at once, programs go), leaves another tool's directory and names it (exit 1)"
 else
-	fail "--cleanup with another tool's directory: exit $OUT_CODE, $pins pins and $n programs left, other-tool $([ -d "$B/kept/other-tool" ] && echo kept || echo deleted): $OUT"
+	fail "--cleanup with another tool's directory: exit $OUT_CODE, $pins pins, $xdp XDP and $n programs left, other-tool $([ -d "$B/kept/other-tool" ] && echo kept || echo deleted): $OUT"
 fi
 rm -rf "$B/kept"
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-mod held_link;
+pub(crate) mod held_link;
 mod rtnl;
 
 use aya::maps::{HashMap, MapData, PerCpuHashMap, RingBuf};
@@ -722,11 +722,13 @@ impl Manager {
                     let unpinned = match &self.pins {
                         Some(pins) => pins
                             .unpin_link(&name)
-                            .map_err(|e| format!("unpinning {name}: {e}")),
+                            .map_err(|e| format!("unpinning and detaching {name}: {e}")),
                         None => Ok(()),
                     };
-                    drop(held); // with the pin gone, this detaches it
-                    unpinned
+                    // Also when the pin was gone: our descriptor is then
+                    // the link's last hold.
+                    let detached = held.detach().map_err(|e| format!("detaching {name}: {e}"));
+                    unpinned.and(detached)
                 }
             };
             match detached {

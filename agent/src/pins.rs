@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use aya::maps::{MapInfo, MapType};
 use log::{info, warn};
 
+use crate::manager::held_link::HeldLink;
 use crate::manager::MapCapacities;
 use crate::probes;
 use nofollow::{Dir, Kind};
@@ -179,13 +180,16 @@ impl PinDir {
         self.state.join(LINKS).join(name)
     }
 
-    /// Removes the link pin `name` (which detaches the link unless a file
-    /// descriptor still holds it). A missing pin is not an error.
+    /// Removes the link pin `name` and detaches its link, now. A missing
+    /// pin is not an error.
     pub fn unpin_link(&self, name: &str) -> io::Result<()> {
-        match self.links_dir.unlink_at(OsStr::new(name)) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            r => r,
+        let name = OsStr::new(name);
+        let link = HeldLink::from_pin(&self.links_dir.proc_path(name)).ok();
+        match self.links_dir.unlink_at(name) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            r => r?,
         }
+        link.map_or(Ok(()), |l| l.detach())
     }
 
     /// Pinned links whose interface index is not in `keep`: interfaces
@@ -437,12 +441,23 @@ fn remove_pins(parent: &Dir, parent_path: &Path, name: &OsStr, r: &mut Removal) 
         Err(e) => return r.left(&path, &format!("not opened as a directory ({e})")),
     };
     for (pin, kind) in dir.entries().unwrap_or_default() {
+        // A link is detached as its pin goes, not when the kernel drops the
+        // removed pin's reference later: a probe is off when this returns.
+        let link = (kind == Kind::File && name == LINKS)
+            .then(|| HeldLink::from_pin(&dir.proc_path(&pin)).ok())
+            .flatten();
         if kind != Kind::File {
             r.left(&path.join(&pin), "not a pin");
         } else if let Err(e) = dir.unlink_at(&pin) {
             r.left(&path.join(&pin), &format!("not removed ({e})"));
         } else {
             r.removed += 1;
+            if let Some(Err(e)) = link.map(|l| l.detach()) {
+                warn!(
+                    "detaching the link pinned at {}: {e}",
+                    path.join(&pin).display()
+                );
+            }
         }
     }
     if let Err(e) = parent.rmdir_at(name) {

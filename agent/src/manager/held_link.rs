@@ -1,8 +1,8 @@
 //! A pinned bpf_link that the agent also holds open. While it runs,
 //! removing the pin (by anyone who can write the pin directory) then does
 //! not detach the probe, and the agent can see that the pin went and put it
-//! back. aya keeps its link descriptors private, so the three bpf(2)
-//! commands this needs are made here; none needs more than the pin's file
+//! back. aya keeps its link descriptors private, so the bpf(2) commands
+//! this needs are made here; none needs more than the pin's file
 //! permissions (`BPF_*_GET_FD_BY_ID` would need CAP_SYS_ADMIN).
 
 use std::ffi::CString;
@@ -14,6 +14,7 @@ use std::path::Path;
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_LINK_DETACH: libc::c_long = 34;
 
 /// `bpf_attr` for `BPF_OBJ_PIN` and `BPF_OBJ_GET`.
 #[repr(C)]
@@ -107,6 +108,14 @@ impl HeldLink {
 
     pub fn state(&self) -> io::Result<LinkState> {
         fd_state(self.fd.as_raw_fd())
+    }
+
+    /// Detaches the link now (Linux 5.9+), whoever else holds it. Without
+    /// this a link goes when its last reference does, and the last one a
+    /// removed pin drops is put from an RCU callback, later.
+    pub fn detach(&self) -> io::Result<()> {
+        let mut link_fd = self.fd.as_raw_fd() as u32;
+        sys_bpf(BPF_LINK_DETACH, &mut link_fd).map(drop)
     }
 }
 

@@ -201,6 +201,15 @@ impl Dir {
         Ok(d)
     }
 
+    /// A path naming the entry `name` of this very directory, through
+    /// /proc/self/fd: for calls that take only a path (bpf(2) BPF_OBJ_GET
+    /// before Linux 6.5), without resolving the directory's path again.
+    pub fn proc_path(&self, name: &OsStr) -> std::path::PathBuf {
+        Path::new("/proc/self/fd")
+            .join(self.fd.as_raw_fd().to_string())
+            .join(name)
+    }
+
     pub fn chmod(&self, mode: libc::mode_t) -> io::Result<()> {
         // SAFETY: a valid fd.
         check(unsafe { libc::fchmod(self.fd.as_raw_fd(), mode) }).map(drop)
