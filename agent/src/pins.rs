@@ -204,7 +204,7 @@ impl PinDir {
                 .and_then(|n| n.parse().ok());
             if kind == Kind::File
                 && ifindex.is_none_or(|i| !keep(i))
-                && self.links_dir.unlink_at(&name).is_ok()
+                && self.unpin_link(&name.to_string_lossy()).is_ok()
             {
                 removed += 1;
             }

@@ -68,7 +68,8 @@ impl Socket {
         // SAFETY: fd is a new descriptor nothing else owns.
         let s = Socket(unsafe { OwnedFd::from_raw_fd(fd) });
         let tv = libc::timeval {
-            tv_sec: RECV_TIMEOUT.as_secs() as libc::time_t,
+            // time_t is deprecated in the libc crate on musl: inferred here.
+            tv_sec: RECV_TIMEOUT.as_secs().try_into().unwrap_or(2),
             tv_usec: 0,
         };
         // SAFETY: a valid timeval of the size given.
