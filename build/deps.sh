@@ -12,6 +12,7 @@ packages=(
 	bpftool        # e2e: checks nothing is left loaded
 	iproute2       # e2e: ip netns, veth, tc; kernel tier: ss -tnpie, the truth for connection owners
 	procps         # e2e: sysctl (quiet IPv6 in the test namespaces)
+	util-linux     # e2e-hardening: unshare, setpriv (as nobody), prlimit, mountpoint
 	iputils-ping   # e2e traffic
 	iperf3         # e2e traffic (bounded TCP and UDP)
 	curl           # e2e scrapes

@@ -201,8 +201,11 @@ echo "$KVER" >"$STAGE/etc/netprobe-image/kernel"
 # The operator's settings, as one would set them on an appliance.
 cat >>"$STAGE/etc/default/netprobe" <<'EOF'
 
-# Test image (build/image.sh):
+# Test image (build/image.sh): every address, so that build/boot-test.sh
+# scrapes the guest from the host (QEMU user networking forwards to
+# 10.0.2.15) and the self-test from inside it (127.0.0.1).
 NETWORK_INTERFACE="eth0"
+NETPROBE_LISTEN="0.0.0.0"
 NETPROBE_ARGS="--collect-interval 1s"
 NETPROBE_RESPAWN_DELAY=1
 EOF
@@ -235,7 +238,7 @@ grep -q ' /proc ' /proc/mounts 2>/dev/null || mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
-mount -t bpf bpf /sys/fs/bpf
+mount -t bpf -o mode=0700 bpf /sys/fs/bpf
 hostname -F /etc/hostname
 kver=$(cat /etc/netprobe-image/kernel)
 while read -r ko; do

@@ -261,6 +261,7 @@ impl Collector {
     }
 
     fn read(&mut self) -> Result<Snapshot, Error> {
+        self.manager.check_hooks();
         let now = Instant::now();
         let wall = unix_seconds(SystemTime::now());
         let stats = self.manager.network_stats()?;
@@ -298,6 +299,8 @@ impl Collector {
                         mode: h.mode,
                         method: h.method,
                         program_id: h.program_id,
+                        attached: h.missing.is_none(),
+                        problem: h.missing.clone(),
                     })
                     .collect(),
                 rx_source: st.rx_source.name(),

@@ -18,8 +18,10 @@ pub struct Args {
     #[argh(option, default = "8081")]
     pub metrics_port: u16,
 
-    /// address the HTTP server binds to (default 0.0.0.0; use :: for IPv6)
-    #[argh(option, default = "IpAddr::from([0, 0, 0, 0])")]
+    /// address the HTTP server binds to (default 127.0.0.1: this host only;
+    /// give a LAN address, 0.0.0.0 or :: to be scraped from elsewhere, best
+    /// with --metrics-auth-file)
+    #[argh(option, default = "IpAddr::from([127, 0, 0, 1])")]
     pub listen_address: IpAddr,
 
     /// how often the maps are read, e.g. 500ms, 5s, 1m (default 5s; 100ms to 1h)
@@ -117,8 +119,9 @@ pub struct Args {
     #[argh(option, default = "2", from_str_fn(parse_http_workers))]
     pub http_workers: usize,
 
-    /// most HTTP connections open at once; at the limit a new one replaces
-    /// the one waiting longest for its request (default 64; 1 to 4096)
+    /// most HTTP connections open at once, half of them per client address,
+    /// lowered to what the open-file limit allows; when full a new one
+    /// replaces an idle one or a slow reader (default 64; 1 to 4096)
     #[argh(option, default = "64", from_str_fn(parse_http_max_connections))]
     pub http_max_connections: usize,
 
@@ -613,7 +616,7 @@ mod tests {
         assert_eq!(a.xdp_mode, XdpMode::Auto);
         assert_eq!(a.max_flows, 65536);
         assert_eq!(a.top_flows, 10);
-        assert_eq!(a.listen_address.to_string(), "0.0.0.0");
+        assert_eq!(a.listen_address.to_string(), "127.0.0.1");
     }
 
     #[test]

@@ -14,7 +14,10 @@
 pub mod auth;
 pub mod head;
 mod server;
+mod server_metrics;
 
+use std::borrow::Cow;
+use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,7 +25,7 @@ use std::time::Duration;
 
 use crate::snapshot::{Published, Rendered};
 
-pub use server::ServerStats;
+pub use server::{ServerStats, MAX_UNAUTHORIZED};
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -31,7 +34,9 @@ pub struct ServerConfig {
     /// Threads kept ready to answer; more start on demand, up to
     /// `max_connections`, and stop after 5 s idle.
     pub workers: usize,
-    /// Connections open at once (each has one thread while open).
+    /// Connections open at once (each has one thread while open); one
+    /// client address may hold half of them. Lowered at start to what the
+    /// open-file limit allows ([`connection_budget`]).
     pub max_connections: usize,
     /// Time a client has to send a whole request head, and to take a whole
     /// response; also how long an idle keep-alive connection stays open.
@@ -45,7 +50,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            address: IpAddr::from([0, 0, 0, 0]),
+            address: IpAddr::from([127, 0, 0, 1]),
             port: 8081,
             workers: 2,
             max_connections: 64,
@@ -81,29 +86,69 @@ const ROUTES: &[(&str, Route)] = &[
 #[derive(Clone, Debug)]
 pub enum Body {
     Text(String),
-    Metrics(Arc<Rendered>),
+    /// The snapshot's metrics, then the HTTP server's own counters
+    /// (rendered per scrape, a few hundred bytes: they change between
+    /// collections).
+    Metrics(Arc<Rendered>, String),
     Status(Arc<Rendered>),
 }
 
 impl Body {
-    pub fn as_str(&self) -> &str {
+    fn parts(&self) -> [&str; 2] {
         match self {
-            Body::Text(s) => s,
-            Body::Metrics(r) => &r.metrics,
-            Body::Status(r) => &r.status,
+            Body::Text(s) => [s, ""],
+            Body::Metrics(r, own) => [&r.metrics, own],
+            Body::Status(r) => [&r.status, ""],
         }
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts().iter().map(|p| p.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole body as one text.
+    pub fn text(&self) -> Cow<'_, str> {
+        match self.parts() {
+            [a, ""] => Cow::Borrowed(a),
+            [a, b] => Cow::Owned(format!("{a}{b}")),
+        }
+    }
+
+    /// Reads the body without copying it whole.
+    pub fn into_reader(self) -> BodyReader {
+        BodyReader { body: self, at: 0 }
     }
 }
 
-impl AsRef<[u8]> for Body {
-    fn as_ref(&self) -> &[u8] {
-        self.as_str().as_bytes()
+/// [`Body::into_reader`].
+pub struct BodyReader {
+    body: Body,
+    at: usize,
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let mut at = self.at;
+        for part in self.body.parts() {
+            if at < part.len() {
+                let n = out.len().min(part.len() - at);
+                out[..n].copy_from_slice(&part.as_bytes()[at..at + n]);
+                self.at += n;
+                return Ok(n);
+            }
+            at -= part.len();
+        }
+        Ok(0)
     }
 }
 
 impl PartialEq for Body {
     fn eq(&self, other: &Body) -> bool {
-        self.as_str() == other.as_str()
+        self.text() == other.text()
     }
 }
 
@@ -128,7 +173,7 @@ impl Reply {
 }
 
 /// The path of a target without its query string or fragment.
-fn route_path(url: &str) -> &str {
+pub(crate) fn route_path(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or("")
 }
 
@@ -178,7 +223,7 @@ pub fn respond(method: &str, url: &str, published: &Published, stale_after: Dura
         Route::Metrics => Reply {
             status: 200,
             content_type: crate::metrics::CONTENT_TYPE,
-            body: Body::Metrics(latest),
+            body: Body::Metrics(latest, String::new()),
         },
         Route::Status => Reply {
             status: 200,
@@ -203,6 +248,8 @@ pub fn respond(method: &str, url: &str, published: &Published, stale_after: Dura
                         now - c.last_collection
                     ),
                 )
+            } else if let Some(lost) = detached_hooks(&latest.snapshot) {
+                Reply::text(503, format!("probes detached: {lost}\n"))
             } else {
                 Reply::text(200, "ok\n")
             }
@@ -210,13 +257,41 @@ pub fn respond(method: &str, url: &str, published: &Published, stale_after: Dura
     }
 }
 
+/// The probes a check found detached, as `hook on interface (why)`, or
+/// `None` when every probe is attached.
+fn detached_hooks(s: &crate::snapshot::Snapshot) -> Option<String> {
+    let lost: Vec<String> = s
+        .interfaces
+        .iter()
+        .flat_map(|i| {
+            i.hooks.iter().filter(|h| !h.attached).map(move |h| {
+                format!(
+                    "{} on {} ({})",
+                    h.hook,
+                    i.name,
+                    h.problem.as_deref().unwrap_or("detached")
+                )
+            })
+        })
+        .collect();
+    (!lost.is_empty()).then(|| lost.join(", "))
+}
+
 /// The HTTP server, with bounds on everything a client controls:
 ///
-/// - at most `max_connections` open at once, one thread each (plus one
-///   accept thread); at the limit a new connection takes the place of the
-///   one that has waited longest for its request head (a slow or idle
-///   client: one that sends its request at once never waits), and if every
-///   connection is busy writing a response it gets `503` and is closed;
+/// - at most `max_connections` open at once (no more than the open-file
+///   limit leaves room for), one thread each (plus one accept thread), and
+///   at most half of them from one client address. When the pool, or an
+///   address's half, is full, a new connection takes the place of the one
+///   (of that address, for its half) that has waited longest for its
+///   request head (a slow or idle client: one that sends its request at
+///   once never waits), else of the oldest slow reader (a response not
+///   taken after a tenth of `timeout`); if there is neither it gets `503`
+///   and is closed;
+/// - pipelining is bounded: the next request on a connection is not read
+///   until the client has taken the previous response whole;
+/// - a connection is closed after [`MAX_UNAUTHORIZED`] 401s;
+/// - an HTTP/1.1 request needs exactly one `Host` field (`400` otherwise);
 /// - a request head must arrive whole within `timeout` of the connection
 ///   (or of the previous response): a total deadline, so a byte now and
 ///   then does not extend it (`408` if part of a request came);
@@ -272,11 +347,13 @@ impl MetricsServer {
         let Some(listener) = self.listener.take() else {
             return;
         };
+        let max_connections = connection_budget(self.config.max_connections.max(1));
         let limits = server::Limits {
-            max_connections: self.config.max_connections.max(1),
+            max_connections,
+            max_per_source: server::Limits::per_source(max_connections),
             timeout: self.config.timeout.max(Duration::from_millis(1)),
             max_request_bytes: self.config.max_request_bytes.max(64),
-            min_threads: workers.clamp(1, self.config.max_connections.max(1)),
+            min_threads: workers.clamp(1, max_connections),
         };
         let shared = server::Shared::new(limits, published, stale_after, self.config.auth.clone());
         self.accept = Some(server::start(shared.clone(), listener));
@@ -299,6 +376,43 @@ impl MetricsServer {
             shared.stop(self.accept.take());
         }
     }
+}
+
+/// Descriptors kept free for all but HTTP connections: the collector's
+/// netlink sockets and sysfs reads each interval, BPF objects, logging.
+/// A connection flood must never make those fail with EMFILE.
+pub const RESERVED_FDS: usize = 64;
+
+/// How many connections the open-file limit (`RLIMIT_NOFILE`, soft) leaves
+/// room for, at most `wanted`: each takes a descriptor, and
+/// [`RESERVED_FDS`] plus the descriptors open now (maps, programs, the
+/// listener) stay free for the rest of the agent. Logs when it lowers it.
+pub fn connection_budget(wanted: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills a valid rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
+        || lim.rlim_cur == libc::RLIM_INFINITY
+    {
+        return wanted;
+    }
+    let soft = lim.rlim_cur as usize;
+    let open = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(RESERVED_FDS);
+    // One more for the accept loop's spare descriptor.
+    let room = soft.saturating_sub(open + RESERVED_FDS + 1).max(1);
+    if room < wanted {
+        log::warn!(
+            "--http-max-connections {wanted} is more than the open-file limit leaves room for \
+             ({soft} files, {open} open now, {RESERVED_FDS} kept for the collector): serving at most \
+             {room} connections; raise the limit (ulimit -n, LimitNOFILE=) to allow more"
+        );
+        return room;
+    }
+    wanted
 }
 
 impl Drop for MetricsServer {
@@ -350,13 +464,13 @@ mod tests {
         assert_eq!(
             respond("GET", "/metrics", &p, Duration::from_secs(15))
                 .body
-                .as_str(),
+                .text(),
             "m\n"
         );
         assert_eq!(
             respond("GET", "/status", &p, Duration::from_secs(15))
                 .body
-                .as_str(),
+                .text(),
             "{}"
         );
         s.collection.last_collection -= 60.0;

@@ -64,6 +64,7 @@ fn run(args: Args) -> Result<(), Failure> {
     if args.cleanup {
         return cleanup(&args);
     }
+    raise_nofile_limit();
     let filter = args.interface_filter().map_err(Failure::Usage)?;
     if let Some(f) = &filter {
         for name in f.exact_names() {
@@ -99,6 +100,13 @@ fn run(args: Args) -> Result<(), Failure> {
         auth,
     };
     let mut server = MetricsServer::bind(&server_config).map_err(Failure::Runtime)?;
+    if !args.listen_address.is_loopback() && server_config.auth.is_none() {
+        log::warn!(
+            "serving /metrics and /status without credentials on {}: anyone who reaches it reads flows, \
+             addresses and connection tables; set --metrics-auth-file, or listen on 127.0.0.1 or the LAN side only",
+            args.listen_address
+        );
+    }
 
     let mut probe_config = ProbeConfig::from(&args);
     probe_config.detect =
@@ -179,20 +187,54 @@ fn run(args: Args) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `--cleanup`: removes what an earlier run left pinned (a crash, or
-/// `--keep-on-exit`). Removing a link's pin detaches it; the programs and
-/// maps go with their last reference.
+/// `--cleanup`: removes what an earlier run left: NetProbe's clsact
+/// filters on every interface (netlink objects no pin holds), then its pin
+/// layout under `--pin-path` (removing a link's pin detaches it; programs
+/// and maps go with their last reference). It refuses a `--pin-path` that
+/// is not on a bpffs or fails the pin tree's checks, and touches nothing
+/// outside NetProbe's layout.
 fn cleanup(args: &Args) -> Result<(), Failure> {
     if args.pin_path.as_os_str().is_empty() {
         return Err(Failure::Usage("--cleanup needs a --pin-path".into()));
     }
-    let n = netprobe::pins::cleanup(&args.pin_path)
-        .map_err(|e| Failure::Runtime(format!("cleanup of {}: {e}", args.pin_path.display())))?;
-    info!(
-        "removed {n} pinned objects under {}",
-        args.pin_path.display()
-    );
-    Ok(())
+    let filters = netprobe::manager::cleanup_filters();
+    if let Ok(n) = &filters {
+        info!("removed {n} clsact filters");
+    }
+    let root = &args.pin_path;
+    let pins =
+        netprobe::pins::cleanup(root).map_err(|e| Failure::Runtime(format!("--cleanup: {e}")))?;
+    info!("removed {} pins under {}", pins.removed, root.display());
+    if !pins.left.is_empty() {
+        return Err(Failure::Runtime(format!(
+            "--cleanup left what is not NetProbe's layout, or could not be removed: {}",
+            pins.left.join("; ")
+        )));
+    }
+    filters
+        .map(drop)
+        .map_err(|e| Failure::Runtime(format!("--cleanup: {e}")))
+}
+
+/// Raises the soft open-file limit to the hard one: HTTP connections take
+/// one descriptor each, and `--http-max-connections` is then lowered to
+/// what the limit leaves room for (`http::connection_budget`), never the
+/// collector's share.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit; raising the soft
+    // limit up to the hard one needs no privilege.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                log::debug!("raising RLIMIT_NOFILE: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
 }
 
 /// Loading parses the kernel's BTF (several MB) for CO-RE; it is freed

@@ -6,11 +6,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+pub(crate) mod held_link;
+mod rtnl;
+
 use aya::maps::{HashMap, MapData, PerCpuHashMap, RingBuf};
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::tc::SchedClassifierLink;
+use aya::programs::tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle};
 use aya::programs::xdp::XdpLink;
-use aya::programs::{tc, SchedClassifier, TcAttachType, Xdp};
+use aya::programs::{tc, Link, MultiProgLink, SchedClassifier, TcAttachType, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use log::{info, warn};
 
@@ -22,6 +25,20 @@ use crate::config::{Args, XdpMode};
 use crate::kernel::KernelVersion;
 use crate::pins::PinDir;
 use crate::probes;
+use held_link::HeldLink;
+
+/// The clsact priority and handle NetProbe's TC filters own (kernels
+/// before 6.6, without TCX). They are found, replaced and removed by these
+/// alone, never by program name: kernels without BPF_EVENTS (OpenWrt's
+/// usual build) load every program unnamed. 0x4e50 is "NP"; another
+/// filter at this priority is refused, not shared.
+pub const TC_PRIORITY: u16 = 0x4e50;
+pub const TC_HANDLE: u32 = 0x4e50;
+
+/// Set (to anything) only by tests: TC probes attach as clsact filters
+/// through netlink even where the kernel has TCX, so the pre-6.6 path is
+/// tested on the CI host's newer kernel.
+pub const FORCE_CLSACT_ENV: &str = "NETPROBE_TEST_FORCE_CLSACT";
 
 /// Sizes and tunables fixed when the probes are loaded.
 #[derive(Clone, Debug)]
@@ -163,6 +180,9 @@ pub struct HookAttachment {
     /// `bpf_link` or `netlink`.
     pub method: &'static str,
     pub program_id: u32,
+    /// Why the last check ([`Manager::check_hooks`]) found this probe no
+    /// longer attached; `None` while it is.
+    pub missing: Option<String>,
 }
 
 /// A hook's attachment as the manager holds it.
@@ -171,8 +191,13 @@ enum HookLink {
     /// Owned by the agent: detached when dropped.
     Xdp(XdpLink),
     Tc(SchedClassifierLink),
-    /// Pinned on bpffs: lives until the pin is removed, across restarts.
-    Pinned(PathBuf),
+    /// Pinned on bpffs (the pin's file name in `links`): lives until the
+    /// pin is removed, across restarts. The agent holds it open too, so
+    /// while it runs a removed pin does not detach it (and is put back).
+    Pinned {
+        name: String,
+        held: HeldLink,
+    },
 }
 
 /// What is attached on one interface.
@@ -380,6 +405,7 @@ impl Manager {
                             mode: name,
                             method,
                             program_id,
+                            missing: None,
                         });
                         last_err = None;
                         break;
@@ -407,38 +433,34 @@ impl Manager {
             let _ = self.iface_config.remove(&ifindex);
         }
 
-        let tcx = self.kernel.at_least(6, 6);
-        for (hook, name, at) in [
-            (
-                Hook::TcIngress,
-                probes::PROG_TC_INGRESS,
-                TcAttachType::Ingress,
-            ),
-            (Hook::TcEgress, probes::PROG_TC_EGRESS, TcAttachType::Egress),
-        ] {
-            if !tcx {
-                // Older kernels: clsact filters outlive a crashed agent and
-                // cannot be pinned; remove ours before adding a new one, so
-                // nothing counts twice. The qdisc may already be there.
-                let _ = tc::qdisc_add_clsact(interface);
-                let _ = tc::qdisc_detach_program(interface, at, name);
-            }
-            let (link, program_id) = self
-                .attach_tc(interface, ifindex, hook, name, at, tcx)
-                .map_err(|source| Error::Attach {
-                    interface: interface.into(),
-                    hook,
-                    source,
-                })?;
+        let tcx = self.tcx();
+        for (hook, name, at) in TC_HOOKS {
+            let attached = if tcx {
+                self.attach_tc(interface, ifindex, hook, name, at)
+            } else {
+                self.attach_clsact(interface, ifindex, name, at)
+            };
+            let (link, program_id) = attached.map_err(|source| Error::Attach {
+                interface: interface.into(),
+                hook,
+                source,
+            })?;
             done.links.push(link);
             done.hooks.push(HookAttachment {
                 hook,
                 mode: if tcx { "tcx" } else { "clsact" },
                 method: if tcx { "bpf_link" } else { "netlink" },
                 program_id,
+                missing: None,
             });
         }
         Ok(())
+    }
+
+    /// Whether TC probes attach as TCX links (6.6+) rather than clsact
+    /// filters; tests can force the latter ([`FORCE_CLSACT_ENV`]).
+    fn tcx(&self) -> bool {
+        self.kernel.at_least(6, 6) && std::env::var_os(FORCE_CLSACT_ENV).is_none()
     }
 
     /// Attaches XDP in `mode`, taking over a pinned link of an earlier
@@ -457,7 +479,10 @@ impl Manager {
         if let Some(pins) = &self.pins {
             // A pin for this hook in the other mode is stale (mode changed).
             for other in ["native", "generic"].iter().filter(|m| **m != mode_name) {
-                let _ = std::fs::remove_file(pins.link_path(ifindex, Hook::Xdp.name(), other));
+                let name = PinDir::link_name(ifindex, Hook::Xdp.name(), other);
+                if let Err(e) = pins.unpin_link(&name) {
+                    warn!("removing the stale pin {name}: {e}");
+                }
             }
         }
         let xdp: &mut Xdp =
@@ -471,24 +496,28 @@ impl Manager {
             match taken {
                 Ok(id) => {
                     drop(xdp.take_link(id)?); // the pin keeps it
-                    return Ok((HookLink::Pinned(path.clone()), "bpf_link", program_id));
+                    return Ok((held(path)?, "bpf_link", program_id));
                 }
                 Err(e) => {
                     info!(
                         "pinned XDP link {} is unusable ({e}); attaching anew",
                         path.display()
                     );
-                    let _ = std::fs::remove_file(path);
+                    self.unpin_stale(path);
                 }
             }
         }
+        let xdp: &mut Xdp =
+            program(&mut self.bpf, probes::PROG_XDP).map_err(|_| missing_program())?;
         let id = xdp.attach_to_if_index(ifindex, mode)?;
         let link = xdp.take_link(id)?;
         match pin {
             Some(path) => match FdLink::try_from(link) {
                 Ok(fd) => {
-                    fd.pin(&path).map_err(|e| pin_error(&path, e))?;
-                    Ok((HookLink::Pinned(path), "bpf_link", program_id))
+                    let pinned = fd.pin(&path).map_err(|e| pin_error(&path, e))?;
+                    let h = held(&path);
+                    drop(pinned); // the pin (and now our own descriptor) keep it
+                    Ok((h?, "bpf_link", program_id))
                 }
                 // A netlink attachment (before 5.9) cannot be pinned; it
                 // stays attached to the device by itself.
@@ -508,7 +537,8 @@ impl Manager {
         }
     }
 
-    /// Attaches a TC program, taking over a pinned TCX link when there is one.
+    /// Attaches a TC program as a TCX link, taking over a pinned one when
+    /// there is one.
     fn attach_tc(
         &mut self,
         interface: &str,
@@ -516,12 +546,10 @@ impl Manager {
         hook: Hook,
         name: &'static str,
         at: TcAttachType,
-        tcx: bool,
     ) -> Result<(HookLink, u32), aya::programs::ProgramError> {
         let pin = self
             .pins
             .as_ref()
-            .filter(|_| tcx)
             .map(|p| p.link_path(ifindex, hook.name(), "tcx"));
         let p: &mut SchedClassifier =
             program(&mut self.bpf, name).map_err(|_| missing_program())?;
@@ -536,27 +564,108 @@ impl Manager {
             match taken {
                 Ok(id) => {
                     drop(p.take_link(id)?);
-                    return Ok((HookLink::Pinned(path.clone()), program_id));
+                    return Ok((held(path)?, program_id));
                 }
                 Err(e) => {
                     info!(
                         "pinned TC link {} is unusable ({e}); attaching anew",
                         path.display()
                     );
-                    let _ = std::fs::remove_file(path);
+                    self.unpin_stale(path);
                 }
             }
         }
-        let id = p.attach(interface, at)?;
+        let p: &mut SchedClassifier =
+            program(&mut self.bpf, name).map_err(|_| missing_program())?;
+        let id = p.attach_with_options(
+            interface,
+            at,
+            TcAttachOptions::TcxOrder(aya::programs::LinkOrder::default()),
+        )?;
         let link = p.take_link(id)?;
         match pin {
             Some(path) => {
                 let fd = FdLink::try_from(link)
                     .map_err(|e| aya::programs::ProgramError::IOError(std::io::Error::other(e)))?;
-                fd.pin(&path).map_err(|e| pin_error(&path, e))?;
-                Ok((HookLink::Pinned(path), program_id))
+                let pinned = fd.pin(&path).map_err(|e| pin_error(&path, e))?;
+                let h = held(&path);
+                drop(pinned);
+                Ok((h?, program_id))
             }
             None => Ok((HookLink::Tc(link), program_id)),
+        }
+    }
+
+    /// Attaches a TC program as the cls_bpf filter at [`TC_PRIORITY`] and
+    /// [`TC_HANDLE`] on the clsact hook (kernels before 6.6). An earlier
+    /// agent's filter there is replaced in place (netlink change: no packet
+    /// missed or counted twice); filters of older NetProbe versions, found
+    /// by name at other priorities, are removed; anything else holding the
+    /// priority is refused with an error naming it.
+    fn attach_clsact(
+        &mut self,
+        interface: &str,
+        ifindex: u32,
+        name: &'static str,
+        at: TcAttachType,
+    ) -> Result<(HookLink, u32), aya::programs::ProgramError> {
+        use aya::programs::ProgramError;
+        let io = |e: std::io::Error| ProgramError::IOError(e);
+        // The qdisc may already be there (ours or another tool's); if it
+        // cannot be added, the filter listing or attach below says why.
+        let _ = tc::qdisc_add_clsact(interface);
+        let filters = rtnl::clsact_filters(ifindex, at == TcAttachType::Egress).map_err(io)?;
+        for f in legacy_filters(&filters, name) {
+            SchedClassifierLink::attached(interface, at, f.priority, f.handle.into(), None)
+                .map_err(io)?
+                .detach()?;
+            info!(
+                "removed an older NetProbe version's {name} filter from {interface} (priority {})",
+                f.priority
+            );
+        }
+        let p: &mut SchedClassifier =
+            program(&mut self.bpf, name).map_err(|_| missing_program())?;
+        let program_id = p.info()?.id();
+        let id = match rtnl::holder(&filters, TC_PRIORITY, TC_HANDLE, &[name]) {
+            rtnl::Holder::Other(what) => {
+                return Err(io(std::io::Error::other(format!(
+                    "clsact {} priority {TC_PRIORITY} on {interface} is held by {what}: NetProbe owns that \
+                     priority (handle {TC_HANDLE:#x}); remove or move the other filter",
+                    direction(at)
+                ))))
+            }
+            rtnl::Holder::Us => p.attach_to_link(
+                SchedClassifierLink::attached(
+                    interface,
+                    at,
+                    TC_PRIORITY,
+                    TcHandle::from(TC_HANDLE),
+                    None,
+                )
+                .map_err(io)?,
+            )?,
+            rtnl::Holder::Nobody => p.attach_with_options(
+                interface,
+                at,
+                TcAttachOptions::Netlink(NlOptions {
+                    priority: TC_PRIORITY,
+                    handle: TcHandle::from(TC_HANDLE),
+                    classid: None,
+                }),
+            )?,
+        };
+        Ok((HookLink::Tc(p.take_link(id)?), program_id))
+    }
+
+    /// Removes a link pin that cannot be taken over, saying so if that fails.
+    fn unpin_stale(&self, path: &std::path::Path) {
+        let (Some(pins), Some(name)) = (&self.pins, path.file_name().and_then(|n| n.to_str()))
+        else {
+            return;
+        };
+        if let Err(e) = pins.unpin_link(name) {
+            warn!("removing the unusable pin {}: {e}", path.display());
         }
     }
 
@@ -602,16 +711,30 @@ impl Manager {
 
     fn detach_links(&mut self, interface: &str, a: Attached) {
         let _ = self.iface_config.remove(&a.ifindex);
+        // A vanished interface took its hooks with it: nothing to undo, and
+        // errors saying so are expected.
+        let present = crate::netif::by_name(interface).is_ok_and(|i| i.ifindex == a.ifindex);
         for link in a.links {
-            match link {
-                // A vanished interface took its hooks with it: nothing to undo.
-                HookLink::Xdp(l) => drop(l),
-                HookLink::Tc(l) => drop(l),
-                HookLink::Pinned(path) => {
-                    if let Err(e) = std::fs::remove_file(&path) {
-                        log::debug!("unpinning {}: {e}", path.display());
-                    }
+            let detached = match link {
+                HookLink::Xdp(l) => l.detach().map_err(|e| e.to_string()),
+                HookLink::Tc(l) => l.detach().map_err(|e| e.to_string()),
+                HookLink::Pinned { name, held } => {
+                    let unpinned = match &self.pins {
+                        Some(pins) => pins
+                            .unpin_link(&name)
+                            .map_err(|e| format!("unpinning and detaching {name}: {e}")),
+                        None => Ok(()),
+                    };
+                    // Also when the pin was gone: our descriptor is then
+                    // the link's last hold.
+                    let detached = held.detach().map_err(|e| format!("detaching {name}: {e}"));
+                    unpinned.and(detached)
                 }
+            };
+            match detached {
+                Err(e) if present => warn!("detaching a probe from {interface}: {e}"),
+                Err(e) => log::debug!("detaching a probe from vanished {interface}: {e}"),
+                Ok(()) => {}
             }
         }
         // Its counters go too, so interfaces that come and go cannot fill
@@ -635,6 +758,38 @@ impl Manager {
             let _ = self.tc_device_stats.remove(&k);
         }
         info!("stopped watching {interface}");
+    }
+
+    /// Checks that every probe is still attached and marks those that are
+    /// not ([`HookAttachment::missing`], which /healthz, /status and
+    /// `netprobe_hook_attached` report); changes are logged once. XDP: the
+    /// device still runs our program. TCX: our bpf_link is still on the
+    /// device with our program (`bpftool link detach` or a vanished device
+    /// clears it). clsact: our filter is still there with our program.
+    /// A pinned link's pin that went missing (removed by hand: the agent
+    /// holds the link open, so the probe stayed attached) is put back.
+    pub fn check_hooks(&mut self) {
+        let pins = self.pins.as_ref();
+        for (interface, a) in self.attached.iter_mut() {
+            for (h, link) in a.hooks.iter_mut().zip(&a.links) {
+                if let (Some(pins), HookLink::Pinned { name, held }) = (pins, link) {
+                    restore_pin(pins, name, held);
+                }
+                let missing = hook_missing(a.ifindex, h, link);
+                match (&h.missing, &missing) {
+                    (None, Some(why)) => warn!(
+                        "probe {} on {interface} is no longer attached ({why}): it counts nothing; \
+                         restart the agent to attach it again",
+                        h.hook.name()
+                    ),
+                    (Some(_), None) => {
+                        info!("probe {} on {interface} is attached again", h.hook.name())
+                    }
+                    _ => {}
+                }
+                h.missing = missing;
+            }
+        }
     }
 
     /// Interfaces attached now, by name.
@@ -766,7 +921,8 @@ impl Drop for Manager {
                     match l {
                         HookLink::Xdp(l) => std::mem::forget(l),
                         HookLink::Tc(l) => std::mem::forget(l),
-                        HookLink::Pinned(_) => {}
+                        // The pin keeps it; our descriptor just closes.
+                        HookLink::Pinned { .. } => {}
                     }
                 }
             }
@@ -782,6 +938,212 @@ impl Drop for Manager {
         if let Some(pins) = &self.pins {
             pins.remove_all();
         }
+    }
+}
+
+/// The TC hooks: which program each runs and where.
+const TC_HOOKS: [(Hook, &str, TcAttachType); 2] = [
+    (
+        Hook::TcIngress,
+        probes::PROG_TC_INGRESS,
+        TcAttachType::Ingress,
+    ),
+    (Hook::TcEgress, probes::PROG_TC_EGRESS, TcAttachType::Egress),
+];
+
+fn direction(at: TcAttachType) -> &'static str {
+    if at == TcAttachType::Egress {
+        "egress"
+    } else {
+        "ingress"
+    }
+}
+
+/// Filters an older NetProbe version attached (found by their program's
+/// name, at a priority the kernel chose): anything running `name` that is
+/// not at our priority.
+fn legacy_filters<'a>(
+    filters: &'a [rtnl::Filter],
+    name: &'a str,
+) -> impl Iterator<Item = &'a rtnl::Filter> {
+    filters.iter().filter(move |f| {
+        f.priority != TC_PRIORITY && f.handle != 0 && f.bpf_name.as_deref() == Some(name)
+    })
+}
+
+/// Why `h` (held through `link`) is no longer attached to `ifindex`, or
+/// `None` if it still is.
+fn hook_missing(ifindex: u32, h: &HookAttachment, link: &HookLink) -> Option<String> {
+    let ours = h.program_id;
+    if h.hook == Hook::Xdp {
+        return match rtnl::xdp_prog_ids(ifindex) {
+            Ok(ids) if ids.contains(&ours) => None,
+            Ok(ids) if ids.is_empty() => Some("the device runs no XDP program".into()),
+            Ok(ids) => Some(format!(
+                "the device runs XDP program {ids:?}, not ours ({ours})"
+            )),
+            Err(e) => Some(format!("querying the device: {e}")),
+        };
+    }
+    let link_state = match link {
+        HookLink::Pinned { held, .. } => Some(held.state()),
+        HookLink::Tc(l) => match MultiProgLink::fd(l) {
+            Ok(fd) => Some(held_link::fd_state(std::os::fd::AsRawFd::as_raw_fd(&fd))),
+            Err(_) => None, // a clsact filter: no link
+        },
+        HookLink::Xdp(_) => None,
+    };
+    if let Some(state) = link_state {
+        return match state {
+            Ok(s) if s.ifindex == ifindex && s.prog_id == ours => None,
+            Ok(s) if s.ifindex != ifindex => Some(format!(
+                "its bpf_link {} was detached from the device",
+                s.id
+            )),
+            Ok(s) => Some(format!(
+                "its bpf_link {} runs program {}, not ours ({ours})",
+                s.id, s.prog_id
+            )),
+            Err(e) => Some(format!("reading its bpf_link: {e}")),
+        };
+    }
+    let egress = h.hook == Hook::TcEgress;
+    match rtnl::clsact_filters(ifindex, egress) {
+        Ok(filters) => {
+            let at = filters
+                .iter()
+                .find(|f| f.priority == TC_PRIORITY && f.handle == TC_HANDLE);
+            match at.and_then(|f| f.prog_id) {
+                Some(id) if id == ours => None,
+                Some(id) => Some(format!(
+                    "the clsact filter at priority {TC_PRIORITY} runs program {id}, not ours ({ours})"
+                )),
+                None => Some(format!(
+                    "no clsact filter at priority {TC_PRIORITY} handle {TC_HANDLE:#x}"
+                )),
+            }
+        }
+        Err(e) => Some(format!("listing the clsact filters: {e}")),
+    }
+}
+
+/// Puts back the pin `name` of a link the agent holds, if it was removed
+/// or replaced while the agent ran.
+fn restore_pin(pins: &PinDir, name: &str, held: &HeldLink) {
+    let path = pins.link_pin_path(name);
+    let Ok(want) = held.state() else { return };
+    let pinned = HeldLink::from_pin(&path).and_then(|p| p.state());
+    let why = match pinned {
+        Ok(s) if s.id == want.id => return,
+        Ok(_) => {
+            if let Err(e) = pins.unpin_link(name) {
+                warn!(
+                    "{} holds another link and cannot be removed: {e}",
+                    path.display()
+                );
+                return;
+            }
+            "held another link"
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "was removed",
+        Err(e) => {
+            warn!("checking the pin {}: {e}", path.display());
+            return;
+        }
+    };
+    match held.pin(&path) {
+        Ok(()) => warn!(
+            "pin {} {why} while the agent ran; the probe stayed attached (the agent holds its link) \
+             and is pinned again",
+            path.display()
+        ),
+        Err(e) => warn!(
+            "pin {} {why} while the agent ran and cannot be put back ({e}): the probe stays attached \
+             while the agent runs, but a restart will attach it anew",
+            path.display()
+        ),
+    }
+}
+
+/// Takes the link pinned at `path` into the agent's hands (see
+/// [`HookLink::Pinned`]).
+fn held(path: &std::path::Path) -> Result<HookLink, aya::programs::ProgramError> {
+    let held = HeldLink::from_pin(path).map_err(|e| {
+        aya::programs::ProgramError::IOError(std::io::Error::other(format!(
+            "opening the pinned link {}: {e}",
+            path.display()
+        )))
+    })?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(HookLink::Pinned { name, held })
+}
+
+/// `--cleanup` on clsact: removes NetProbe's TC filters from every
+/// interface (the one at [`TC_PRIORITY`]/[`TC_HANDLE`], and older versions'
+/// found by name), on any kernel: they are netlink objects no pin holds.
+/// Returns how many were removed.
+///
+/// # Errors
+/// Every interface is tried; the error names each filter that could not
+/// be listed or removed.
+pub fn cleanup_filters() -> Result<usize, String> {
+    let mut removed = 0;
+    let mut failed = Vec::new();
+    let interfaces = crate::netif::list().map_err(|e| format!("listing interfaces: {e}"))?;
+    for i in interfaces {
+        for (_, name, at) in TC_HOOKS {
+            let filters = match rtnl::clsact_filters(i.ifindex, at == TcAttachType::Egress) {
+                Ok(f) => f,
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => continue,
+                Err(e) => {
+                    failed.push(format!("listing {} {} filters: {e}", i.name, direction(at)));
+                    continue;
+                }
+            };
+            let mine: Vec<&rtnl::Filter> =
+                match rtnl::holder(&filters, TC_PRIORITY, TC_HANDLE, &[name]) {
+                    rtnl::Holder::Us => filters
+                        .iter()
+                        .filter(|f| f.priority == TC_PRIORITY && f.handle == TC_HANDLE)
+                        .collect(),
+                    rtnl::Holder::Other(what) => {
+                        info!(
+                            "{} {} priority {TC_PRIORITY} holds {what}, not NetProbe's: left alone",
+                            i.name,
+                            direction(at)
+                        );
+                        Vec::new()
+                    }
+                    rtnl::Holder::Nobody => Vec::new(),
+                };
+            for f in mine.into_iter().chain(legacy_filters(&filters, name)) {
+                let detached =
+                    SchedClassifierLink::attached(&i.name, at, f.priority, f.handle.into(), None)
+                        .map_err(|e| e.to_string())
+                        .and_then(|l| l.detach().map_err(|e| e.to_string()));
+                match detached {
+                    Ok(()) => {
+                        removed += 1;
+                        info!(
+                            "removed the {name} filter from {} (priority {})",
+                            i.name, f.priority
+                        );
+                    }
+                    Err(e) => failed.push(format!(
+                        "removing the {name} filter from {} (priority {}): {e}",
+                        i.name, f.priority
+                    )),
+                }
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(removed)
+    } else {
+        Err(failed.join("; "))
     }
 }
 

@@ -10,19 +10,19 @@ use crate::snapshot::Snapshot;
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Writes one metric family: HELP and TYPE, then its samples.
-struct Family<'a> {
+pub(crate) struct Family<'a> {
     out: &'a mut String,
     name: &'static str,
 }
 
 impl<'a> Family<'a> {
-    fn new(out: &'a mut String, name: &'static str, kind: &str, help: &str) -> Self {
+    pub(crate) fn new(out: &'a mut String, name: &'static str, kind: &str, help: &str) -> Self {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
         Family { out, name }
     }
 
-    fn sample(&mut self, labels: &[(&str, &str)], value: impl Value) -> &mut Self {
+    pub(crate) fn sample(&mut self, labels: &[(&str, &str)], value: impl Value) -> &mut Self {
         self.out.push_str(self.name);
         if !labels.is_empty() {
             self.out.push('{');
@@ -44,7 +44,7 @@ impl<'a> Family<'a> {
     }
 }
 
-trait Value {
+pub(crate) trait Value {
     fn write(&self, out: &mut String);
 }
 
@@ -146,13 +146,13 @@ pub fn render(s: &Snapshot) -> String {
         o,
         "netprobe_hook_attached",
         "gauge",
-        "1 for each probe attached, by interface, hook and attach mode.",
+        "1 for each probe attached, by interface, hook and attach mode; 0 once a check found it detached.",
     );
     for i in &s.interfaces {
         for h in &i.hooks {
             f.sample(
                 &[("interface", &i.name), ("hook", h.hook), ("mode", h.mode)],
-                1u64,
+                u64::from(h.attached),
             );
         }
     }

@@ -73,6 +73,12 @@ pub struct HookInfo {
     pub mode: &'static str,
     pub method: &'static str,
     pub program_id: u32,
+    /// False once a check found the probe detached (by hand, or by another
+    /// tool): it counts nothing, and /healthz says so.
+    pub attached: bool,
+    /// Why it is not attached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]

@@ -49,6 +49,8 @@ fn snapshot() -> Snapshot {
         mode,
         method: "bpf_link",
         program_id: id,
+        attached: true,
+        problem: None,
     };
     let eth0 = InterfaceSnapshot {
         name: "eth0".into(),
@@ -84,7 +86,12 @@ fn snapshot() -> Snapshot {
         ifindex: 3,
         hooks: vec![
             hook("tc_ingress", "clsact", 12),
-            hook("tc_egress", "clsact", 13),
+            // Found detached by a check: exported as 0, with the reason.
+            HookInfo {
+                attached: false,
+                problem: Some("no clsact filter at priority 20048 handle 0x4e50".into()),
+                ..hook("tc_egress", "clsact", 13)
+            },
         ],
         rx_source: "tc_ingress",
         rx: Counter {

@@ -220,14 +220,25 @@ fn get(addr: SocketAddr, path: &str) -> Result<Resp, String> {
     )
 }
 
-/// A scrape of /metrics: its latency, after checking status and body.
+/// A scrape of /metrics: its latency, after checking status and body (the
+/// published page, then the server's own counters).
 fn scrape(addr: SocketAddr) -> Duration {
     let t = Instant::now();
     let r = get(addr, "/metrics").unwrap_or_else(|e| panic!("scrape failed: {e}"));
     let took = t.elapsed();
     assert_eq!(r.status, 200, "scrape: {}", r.text());
-    assert_eq!(r.text(), METRICS);
+    assert_metrics(&r);
     took
+}
+
+/// The body of a /metrics response: the published page, then the HTTP
+/// server's own families.
+fn assert_metrics(r: &Resp) {
+    let text = r.text();
+    assert!(
+        text.starts_with(METRICS) && text.contains("\nnetprobe_http_requests_total "),
+        "not a /metrics page: {text}"
+    );
 }
 
 /// True once the server has closed `s` (EOF or reset), within `wait`.
@@ -436,7 +447,9 @@ fn request_flood_is_answered_or_refused() {
                         r
                     };
                     match res {
-                        Ok(r) if r.status == 200 && r.body == METRICS.as_bytes() => ok += 1,
+                        Ok(r) if r.status == 200 && r.body.starts_with(METRICS.as_bytes()) => {
+                            ok += 1
+                        }
                         Ok(r) if r.status == 503 => refused += 1,
                         Ok(r) => panic!("flood: unexpected {} {}", r.status, r.text()),
                         Err(_) => closed += 1,
@@ -499,36 +512,85 @@ fn connection_flood_beyond_the_limit() {
     );
 }
 
-#[test]
-fn busy_slots_refuse_with_503_and_slow_readers_time_out() {
-    let _g = serial();
-    // One slot, a 32 MiB body and a client that never reads: the slot is
-    // busy writing until the 1 s timeout.
-    let big = "x".repeat(32 << 20);
-    let (server, addr) = start_with(
-        ServerConfig {
-            max_connections: 1,
-            timeout: Duration::from_secs(1),
-            ..ServerConfig::default()
-        },
-        big,
-    );
+/// A client that asks for a 32 MiB body and never reads: its response
+/// stays unsent.
+fn hog(addr: SocketAddr) -> TcpStream {
     let mut hog = TcpStream::connect(addr).unwrap();
     hog.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
+    hog
+}
+
+#[test]
+fn busy_slots_refuse_with_503_while_responses_are_young() {
+    let _g = serial();
+    // One slot, busy with a response started 200 ms ago: too young to
+    // count as a slow reader (a tenth of the 60 s timeout), so a new
+    // client gets 503 at once, and the slot serves again once it is free.
+    let (server, addr) = start_with(
+        ServerConfig {
+            max_connections: 1,
+            timeout: Duration::from_secs(60),
+            ..ServerConfig::default()
+        },
+        "x".repeat(32 << 20),
+    );
+    let hog = hog(addr);
     std::thread::sleep(Duration::from_millis(200));
     let t = Instant::now();
     let r = get(addr, "/healthz").expect("a 503 before the close");
     assert_eq!(r.status, 503);
     assert_eq!(r.header("Retry-After"), Some("1"));
     assert!(t.elapsed() < Duration::from_millis(500));
-    // The hog's response times out; then the slot serves again.
-    std::thread::sleep(Duration::from_millis(1200));
+    let st = server.stats();
+    // One slot: the address's share is the whole pool.
+    assert_eq!(st.refused_busy + st.refused_source_limit, 1, "{st:?}");
+    drop(hog);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(get(addr, "/healthz").unwrap().status, 200);
+}
+
+#[test]
+fn slow_readers_are_evicted_for_new_clients_and_time_out() {
+    let _g = serial();
+    // One slot, a client that never reads: a tenth of the 1 s timeout on,
+    // it is a slow reader and a new client takes its place.
+    let (server, addr) = start_with(
+        ServerConfig {
+            max_connections: 1,
+            timeout: Duration::from_secs(1),
+            ..ServerConfig::default()
+        },
+        "x".repeat(32 << 20),
+    );
+    let mut h = hog(addr);
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
     let r = get(addr, "/healthz").unwrap();
     assert_eq!(r.status, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(closed_by_server(&mut h, Duration::from_secs(1)));
     let st = server.stats();
-    assert_eq!((st.refused_busy, st.write_failures), (1, 1), "{st:?}");
-    drop(hog);
+    assert_eq!((st.evicted_slow_readers, st.refused_busy), (1, 0), "{st:?}");
+    // With room in the pool, a client that never reads is closed when the
+    // timeout ends.
+    drop(server);
+    let (server, addr) = start_with(
+        ServerConfig {
+            max_connections: 4,
+            timeout: Duration::from_secs(1),
+            ..ServerConfig::default()
+        },
+        "x".repeat(32 << 20),
+    );
+    let mut h = hog(addr);
+    std::thread::sleep(Duration::from_millis(1300));
+    assert!(closed_by_server(&mut h, Duration::from_millis(500)));
+    assert_eq!(server.stats().write_failures, 1);
 }
 
 #[test]
@@ -621,7 +683,7 @@ fn unknown_methods_get_405() {
     assert!(closed_by_server(&mut s, Duration::from_secs(1)));
     // Unknown paths stay 404 whatever the method.
     assert_eq!(
-        exchange(addr, b"FOO /nope HTTP/1.1\r\n\r\n")
+        exchange(addr, b"FOO /nope HTTP/1.1\r\nHost: t\r\n\r\n")
             .unwrap()
             .status,
         404
@@ -636,20 +698,17 @@ fn keep_alive_pipelining_and_head() {
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\nGET /status HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     let mut buf = Vec::new();
-    assert_eq!(
-        read_response(&mut s, &mut buf, false).unwrap().text(),
-        METRICS
-    );
+    assert_metrics(&read_response(&mut s, &mut buf, false).unwrap());
     assert_eq!(
         read_response(&mut s, &mut buf, false).unwrap().text(),
         STATUS
     );
-    s.write_all(b"HEAD /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+    s.write_all(b"HEAD /status HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     let r = read_response(&mut s, &mut buf, true).unwrap();
     assert_eq!(
         (r.status, r.header("Content-Length")),
-        (200, Some(METRICS.len().to_string().as_str()))
+        (200, Some(STATUS.len().to_string().as_str()))
     );
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .unwrap();
@@ -808,7 +867,7 @@ fn bearer_token_guards_metrics_not_healthz() {
             );
             assert!(!r.text().contains(SECRET));
         } else {
-            assert_eq!(r.text(), METRICS);
+            assert_metrics(&r);
         }
     }
     assert_eq!(authed(addr, "/status", None).status, 401);
@@ -994,6 +1053,356 @@ fn flags_bound_the_http_limits() {
 }
 
 // ---------------------------------------------------------------------------
+// Hardening (issue 19): slow readers that reconnect, bounded pipelining,
+// repeated 401s, the Host field, logged query strings, exported counters.
+// These use only what the server offered before, so they also run (and
+// fail) against the code the issue was filed on.
+
+/// Connects from a socket whose receive buffer is `rcvbuf` bytes, set
+/// before the handshake so the window the server sees stays that small.
+fn connect_small_window(addr: SocketAddr, rcvbuf: libc::c_int) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(v4) = addr else {
+        unreachable!("the tests listen on 127.0.0.1")
+    };
+    // SAFETY: plain socket(2); the descriptor is owned by the TcpStream at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a new socket nothing else owns.
+    let s = unsafe { TcpStream::from_raw_fd(fd) };
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(v4.ip().octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: valid option and address buffers of the sizes given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &rcvbuf as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        libc::connect(
+            fd,
+            &sin as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(s)
+}
+
+/// The attack of issue 19: every `every`, a new connection (2 KiB receive
+/// buffer) pipelines `depth` requests and never reads; connections stay
+/// open until the server closes them (the newest 120 are kept, to bound
+/// the test's descriptors). Runs until `stop` (20 s at most); returns how
+/// many connections it opened.
+fn reconnecting_slow_reader(
+    addr: SocketAddr,
+    every: Duration,
+    depth: usize,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let pipeline = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n".repeat(depth);
+        let mut held = std::collections::VecDeque::new();
+        let mut opened = 0;
+        let t = Instant::now();
+        while !stop.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(20) {
+            if let Ok(mut s) = connect_small_window(addr, 2048) {
+                let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+                let _ = s.write_all(pipeline.as_bytes());
+                held.push_back(s);
+                opened += 1;
+                if held.len() > 120 {
+                    held.pop_front();
+                }
+            }
+            std::thread::sleep(every);
+        }
+        opened
+    })
+}
+
+/// 50 scrapes of /metrics, 100 ms apart, each on a new connection from
+/// the same address as the attack; returns how many got 200, and every
+/// outcome.
+fn canary(
+    addr: SocketAddr,
+    auth: Option<&str>,
+) -> (usize, std::collections::BTreeMap<String, usize>) {
+    let h = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: t\r\n{h}Connection: close\r\n\r\n");
+    let mut outcomes = std::collections::BTreeMap::new();
+    for _ in 0..50 {
+        let outcome = match exchange(addr, req.as_bytes()) {
+            Ok(r) => r.status.to_string(),
+            Err(e) => format!("error: {}", e.split(':').next().unwrap_or("")),
+        };
+        *outcomes.entry(outcome).or_insert(0) += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (outcomes.get("200").copied().unwrap_or(0), outcomes)
+}
+
+/// The issue's setup: 16 connections, a 2 s timeout, and a /metrics page
+/// of 256 KiB, so a response does not fit the slow reader's window.
+fn slow_reader_target(auth: Option<Arc<Credentials>>) -> (MetricsServer, SocketAddr) {
+    start_with(
+        ServerConfig {
+            max_connections: 16,
+            timeout: Duration::from_secs(2),
+            auth,
+            ..ServerConfig::default()
+        },
+        format!("{METRICS}{}", "# padding\n".repeat(256 * 1024 / 10)),
+    )
+}
+
+#[test]
+fn reconnecting_slow_readers_do_not_starve_scrapes() {
+    let _g = serial();
+    raise_nofile();
+    let (server, addr) = slow_reader_target(None);
+    let stop = Arc::new(AtomicBool::new(false));
+    let attack = reconnecting_slow_reader(addr, Duration::from_millis(50), 200, stop.clone());
+    std::thread::sleep(Duration::from_millis(1000));
+    let (ok, outcomes) = canary(addr, None);
+    stop.store(true, Ordering::Relaxed);
+    let opened = attack.join().unwrap();
+    eprintln!(
+        "slow readers: {opened} attack connections; canary {ok}/50 answered {outcomes:?}; {:?}",
+        server.stats()
+    );
+    assert!(
+        ok >= 48,
+        "only {ok} of 50 scrapes answered under the attack: {outcomes:?}"
+    );
+}
+
+#[test]
+fn reconnecting_slow_readers_without_credentials_do_not_starve_scrapes() {
+    let _g = serial();
+    raise_nofile();
+    let creds = Credentials::parse(&format!("Bearer {SECRET}")).unwrap();
+    let (server, addr) = slow_reader_target(Some(Arc::new(creds)));
+    let stop = Arc::new(AtomicBool::new(false));
+    // No token: every answer is a 401 of ~200 bytes, so 2000 of them (not
+    // 200 pages of /metrics) outgrow the socket buffers here.
+    let attack = reconnecting_slow_reader(addr, Duration::from_millis(50), 2000, stop.clone());
+    std::thread::sleep(Duration::from_millis(1000));
+    let (ok, outcomes) = canary(addr, Some(&format!("Bearer {SECRET}")));
+    stop.store(true, Ordering::Relaxed);
+    let opened = attack.join().unwrap();
+    eprintln!(
+        "slow readers, no token: {opened} attack connections; canary {ok}/50 answered {outcomes:?}; {:?}",
+        server.stats()
+    );
+    assert!(
+        ok >= 48,
+        "only {ok} of 50 scrapes answered under the attack: {outcomes:?}"
+    );
+}
+
+#[test]
+fn pipelining_waits_for_each_response_to_be_taken() {
+    let _g = serial();
+    let (server, addr) = slow_reader_target(None);
+    // 200 requests at once, nothing read: a response goes out only once
+    // the client's kernel has acknowledged the one before, so what is
+    // written is bounded by the client's receive buffer (2 KiB asked, the
+    // kernel doubles it; each answer is ~150 bytes), not by the requests.
+    let mut s = connect_small_window(addr, 2048).unwrap();
+    s.write_all(
+        "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+            .repeat(200)
+            .as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let held = server.stats().requests;
+    drop(s);
+    eprintln!("pipelining: {held} of 200 requests answered while none was read");
+    assert!(
+        held <= 40,
+        "{held} responses written to a client that reads none"
+    );
+    // A client that reads gets all its pipelined answers.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(
+        "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+            .repeat(20)
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    for _ in 0..20 {
+        assert_eq!(read_response(&mut s, &mut buf, false).unwrap().status, 200);
+    }
+}
+
+#[test]
+fn a_connection_is_closed_after_three_401s() {
+    let _g = serial();
+    let creds = Credentials::parse(&format!("Bearer {SECRET}")).unwrap();
+    let (_server, addr) = start(ServerConfig {
+        auth: Some(Arc::new(creds)),
+        ..ServerConfig::default()
+    });
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(
+        "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n"
+            .repeat(10)
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let mut got = Vec::new();
+    while let Ok(r) = read_response(&mut s, &mut buf, false) {
+        got.push((r.status, r.header("Connection").map(str::to_string)));
+    }
+    assert_eq!(
+        got,
+        [(401, None), (401, None), (401, Some("close".to_string()))]
+    );
+    // With the credential, a connection stays open as long as it likes.
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut buf = Vec::new();
+    for _ in 0..5 {
+        s.write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {SECRET}\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(read_response(&mut s, &mut buf, false).unwrap().status, 200);
+    }
+}
+
+#[test]
+fn http_1_1_needs_exactly_one_host() {
+    let _g = serial();
+    let (_server, addr) = start(ServerConfig::default());
+    let status = |raw: &str| exchange(addr, raw.as_bytes()).unwrap().status;
+    assert_eq!(status("GET /healthz HTTP/1.1\r\n\r\n"), 400, "no Host");
+    assert_eq!(
+        status("GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+        400,
+        "two Host fields"
+    );
+    assert_eq!(
+        status("GET /healthz HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n"),
+        400,
+        "the same Host twice"
+    );
+    assert_eq!(
+        status("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n"),
+        200
+    );
+    assert_eq!(
+        status("GET /healthz HTTP/1.0\r\n\r\n"),
+        200,
+        "HTTP/1.0 may omit it"
+    );
+    let r = exchange(addr, b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+    assert!(r.text().contains("Host"), "{}", r.text());
+    assert_eq!(r.header("Connection"), Some("close"));
+}
+
+#[test]
+fn query_strings_are_never_logged() {
+    let _g = serial();
+    let (_server, addr) = start(ServerConfig::default());
+    let secret = "q-8c1f0e-secret";
+    let r = get(addr, &format!("/metrics?token={secret}")).unwrap();
+    assert_eq!(r.status, 200);
+    let r = get(addr, &format!("/nope?token={secret}")).unwrap();
+    assert_eq!(r.status, 404);
+    let logs = capture_logs().0.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        logs.iter().any(|l| l.contains("GET /metrics 200")),
+        "the request is logged (debug)"
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains(secret)),
+        "a query string was logged"
+    );
+}
+
+/// The value of the sample `name` (with its labels, exactly) in a page.
+fn sample(page: &str, name: &str) -> Option<u64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_export_the_refusal_counters() {
+    let _g = serial();
+    let creds = Credentials::parse(&format!("Bearer {SECRET}")).unwrap();
+    let (_server, addr) = start(ServerConfig {
+        auth: Some(Arc::new(creds)),
+        max_connections: 2,
+        ..ServerConfig::default()
+    });
+    assert_eq!(authed(addr, "/metrics", None).status, 401);
+    let mut big = b"GET /metrics HTTP/1.1\r\nHost: t\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 16 * 1024));
+    assert_eq!(exchange(addr, &big).unwrap().status, 431);
+    assert_eq!(
+        exchange(addr, b"GET / HTTP/1.1\r\n\r\n").unwrap().status,
+        400
+    );
+    // Two idle connections fill the pool; a third takes an idle one's slot.
+    let _idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let r = authed(addr, "/metrics", Some(&format!("Bearer {SECRET}")));
+    assert_eq!(r.status, 200);
+    let page = r.text();
+    for (name, want) in [
+        (
+            "netprobe_http_requests_rejected_total{reason=\"unauthorized\"}",
+            1,
+        ),
+        (
+            "netprobe_http_requests_rejected_total{reason=\"too_large\"}",
+            1,
+        ),
+        (
+            "netprobe_http_requests_rejected_total{reason=\"malformed\"}",
+            1,
+        ),
+        (
+            "netprobe_http_connections_refused_total{reason=\"busy\"}",
+            0,
+        ),
+    ] {
+        assert_eq!(sample(&page, name), Some(want), "{name}\n{page}");
+    }
+    assert!(
+        sample(
+            &page,
+            "netprobe_http_connections_evicted_total{reason=\"idle\"}"
+        ) >= Some(2),
+        "{page}"
+    );
+    assert!(
+        sample(&page, "netprobe_http_connections_accepted_total") >= Some(7),
+        "{page}"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Threads and RSS, and accept errors, in a child process
 
 const CHILD_ENV: &str = "NETPROBE_HTTP_ABUSE_CHILD";
@@ -1008,7 +1417,7 @@ fn child_server() {
     let Ok(mode) = std::env::var(CHILD_ENV) else {
         return;
     };
-    if mode == "lowfd" {
+    if mode == "lowfd" || mode == "budget" {
         let r = libc::rlimit {
             rlim_cur: 256,
             rlim_max: 256,
@@ -1016,9 +1425,14 @@ fn child_server() {
         // SAFETY: a valid rlimit; lowering our own limit.
         assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) }, 0);
     }
+    // "budget": far more connections allowed than descriptors exist.
+    let config = ServerConfig {
+        max_connections: if mode == "budget" { 4096 } else { 64 },
+        ..ServerConfig::default()
+    };
     // A 256 KiB body: each response is sizeable.
     let body = format!("{METRICS}{}", "# padding\n".repeat(256 * 1024 / 10));
-    let (server, addr) = start_with(ServerConfig::default(), body);
+    let (server, addr) = start_with(config, body);
     println!("PORT {}", addr.port());
     let mut hog: Vec<std::fs::File> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -1262,6 +1676,36 @@ fn accept_errors_do_not_stop_the_server() {
         "no descriptor should have been free: {outcomes:?}"
     );
     assert!(!stats.contains("accept_errors: 0,"), "{stats}");
+}
+
+#[test]
+fn a_connection_flood_leaves_descriptors_for_the_rest() {
+    let _g = serial();
+    raise_nofile();
+    // 256 descriptors and --http-max-connections 4096: the server must
+    // take fewer connections than that, so the rest of the process (the
+    // collector, in the agent) can still open files under a flood.
+    let mut child = Child::start("budget");
+    let addr = child.addr;
+    let flood: Vec<TcpStream> = (0..600)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let hogged = child.command("hog", "HOGGED");
+    let free: usize = hogged.trim().trim_start_matches("HOGGED ").parse().unwrap();
+    child.command("free", "FREED");
+    assert!(
+        free >= 32,
+        "only {free} descriptors left under a flood of {} connections",
+        flood.len()
+    );
+    let took = scrape_any(addr);
+    let stats = child.command("stats", "STATS");
+    eprintln!(
+        "descriptor budget: {} flood connections; {free} files could still be opened; scrape in {took:?}; {}",
+        flood.len(),
+        stats.trim()
+    );
 }
 
 #[test]

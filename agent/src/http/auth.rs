@@ -16,7 +16,6 @@
 //! zeroed when the credential is dropped.
 
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
 
 /// Largest auth file read.
@@ -63,21 +62,23 @@ impl Credentials {
     /// wrong with it, never its content.
     ///
     /// # Errors
-    /// The file is missing, unreadable, larger than 64 KiB, not UTF-8,
+    /// The file is missing, unreadable, not a regular file, larger than
+    /// 64 KiB, not UTF-8,
     /// empty, or its line is not in one of the two formats.
     pub fn load(path: &Path) -> Result<Credentials, String> {
         let what = format!("--metrics-auth-file {}", path.display());
-        let file = std::fs::File::open(path).map_err(|e| format!("{what}: cannot open: {e}"))?;
-        let mut raw = Vec::new();
-        file.take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut raw)
-            .map_err(|e| format!("{what}: cannot read: {e}"))?;
-        if raw.len() as u64 > MAX_FILE_BYTES {
-            return Err(format!(
-                "{what}: larger than {} KiB; it should hold one line",
-                MAX_FILE_BYTES / 1024
-            ));
-        }
+        // A regular file only: a FIFO would hang the start, a device would
+        // be read without end.
+        let mut raw = crate::lists::read_regular_file(path, MAX_FILE_BYTES).map_err(|e| {
+            if e.contains("more than") {
+                format!(
+                    "{what}: larger than {} KiB; it should hold one line",
+                    MAX_FILE_BYTES / 1024
+                )
+            } else {
+                format!("{what}: {e}")
+            }
+        })?;
         let parsed = std::str::from_utf8(&raw)
             .map_err(|_| format!("{what}: not UTF-8 text"))
             .and_then(|text| Credentials::parse(text).map_err(|why| format!("{what}: {why}")));

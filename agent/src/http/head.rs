@@ -241,6 +241,29 @@ impl RequestHead {
         path_of(&self.target)
     }
 
+    /// RFC 9112 section 3.2: an HTTP/1.1 request carries exactly one
+    /// `Host` field, an HTTP/1.0 one at most one, and its value is an
+    /// authority (`host[:port]`, possibly empty), nothing else.
+    ///
+    /// # Errors
+    /// 400 naming the problem (never quoting the value).
+    pub fn check_host(&self) -> Result<(), HeadError> {
+        let mut hosts = self.headers.iter().filter(|h| h.field.equiv("Host"));
+        let first = hosts.next();
+        if hosts.next().is_some() {
+            return Err(HeadError::BadRequest("more than one Host header field"));
+        }
+        match first {
+            None if self.version == HTTPVersion(1, 1) => Err(HeadError::BadRequest(
+                "HTTP/1.1 request without a Host header field",
+            )),
+            Some(h) if !is_authority(h.value.as_str()) => {
+                Err(HeadError::BadRequest("Host is not a host name or address"))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the client sent a body (or means to): we never read one, so
     /// the connection closes after the response.
     ///
@@ -283,6 +306,14 @@ impl RequestHead {
                     .any(|t| t.trim().eq_ignore_ascii_case("close"))
             })
     }
+}
+
+/// Whether `v` can be a `Host` value: `uri-host [":" port]` of RFC 3986
+/// (a registered name, an IPv4 address, or an IPv6 literal in brackets),
+/// checked at the character level.
+fn is_authority(v: &str) -> bool {
+    v.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b))
 }
 
 /// The path part of a request target (`http://host:80/x?y` → `/x?y`,
@@ -361,7 +392,9 @@ mod tests {
         assert_eq!(h.header("host"), Some("127.0.0.1"));
         assert!(h.keep_alive());
         assert_eq!(h.has_body(), Ok(false));
+        assert_eq!(h.check_host(), Ok(()));
         let h = parse_head(b"HEAD http://gw:8081/status HTTP/1.0\r\n\r\n").unwrap();
+        assert_eq!(h.check_host(), Ok(()), "HTTP/1.0 needs no Host");
         assert_eq!((&h.method, h.path()), (&Method::Head, "/status"));
         assert!(!h.keep_alive());
         let h = parse_head(
@@ -411,6 +444,37 @@ mod tests {
             h.has_body(),
             Err(HeadError::BadRequest("bad Content-Length"))
         );
+    }
+
+    #[test]
+    fn exactly_one_host_on_http_1_1() {
+        let host = |h: &[u8]| parse_head(h).unwrap().check_host();
+        for ok in [
+            &b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8081\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nhost: gw.lan\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: [2001:db8::1]:8081\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+            b"GET / HTTP/1.0\r\nHost: gw\r\n\r\n",
+        ] {
+            assert_eq!(host(ok), Ok(()), "{:?}", String::from_utf8_lossy(ok));
+        }
+        for (bad, why) in [
+            (&b"GET / HTTP/1.1\r\n\r\n"[..], "without a Host"),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+                "more than one",
+            ),
+            (
+                b"GET / HTTP/1.0\r\nHost: a\r\nHOST: b\r\n\r\n",
+                "more than one",
+            ),
+            (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "not a host"),
+            (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", "not a host"),
+        ] {
+            let e = host(bad).unwrap_err();
+            assert_eq!(e.status(), 400);
+            assert!(e.to_string().contains(why), "{e}");
+        }
     }
 
     #[test]

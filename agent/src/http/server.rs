@@ -1,7 +1,8 @@
 //! The guarded front door: our own accept loop, a bounded pool of
-//! connection threads, deadlines on every read and write, and eviction of
-//! the slowest client when the pool is full. tiny_http writes the
-//! responses (`Response::raw_print`) and parses the header fields.
+//! connection threads, deadlines on every read and write, a share of the
+//! pool per client address, and eviction of the slowest client when the
+//! pool (or an address's share) is full. tiny_http writes the responses
+//! (`Response::raw_print`) and parses the header fields.
 //!
 //! Every connection admitted holds a slot until it closes, and slots never
 //! exceed `max_connections`. Threads never exceed `max_connections` either:
@@ -10,8 +11,8 @@
 //! `min_threads` stop after `IDLE_EXIT` without work.
 
 use std::collections::VecDeque;
-use std::io::{self, BufWriter, Cursor, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::{self, BufWriter, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -22,7 +23,7 @@ use tiny_http::{HTTPVersion, Header, Method, Response, StatusCode};
 
 use super::auth::Credentials;
 use super::head::{cannot_be_request, has_request_bytes, parse_head, HeadScanner};
-use super::{needs_auth, respond, Reply};
+use super::{needs_auth, respond, route_path, Body, Reply};
 use crate::snapshot::Published;
 
 /// Idle threads beyond `min_threads` stop after this long without work.
@@ -44,12 +45,37 @@ const ERROR_WRITE: Duration = Duration::from_secs(1);
 const THREAD_STACK: usize = 256 * 1024;
 /// How often the accept loop logs a summary of what it refused.
 const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+/// 401s one connection gets before it is closed: a client without the
+/// credential cannot hold a slot with pipelined requests, and a client
+/// that has it needs one try.
+pub const MAX_UNAUTHORIZED: u32 = 3;
+/// A response the client has not taken (acknowledged) this share of
+/// `--http-timeout` after it started makes its connection evictable when
+/// the pool or its address's share is full: a scraper on a LAN takes a
+/// /metrics in milliseconds, a client that does not read would hold the
+/// slot for the whole timeout.
+const SLOW_READER_AFTER: u32 = 10;
+/// How often a connection whose client pipelines checks whether the client
+/// has taken a response before it reads the next request: from the first
+/// value, doubling up to the second (a client that reads promptly acks
+/// within microseconds on a LAN).
+const TAKEN_POLL: (Duration, Duration) = (Duration::from_micros(100), Duration::from_millis(5));
 
 pub(super) struct Limits {
     pub max_connections: usize,
+    /// Connections one client address may hold at once.
+    pub max_per_source: usize,
     pub timeout: Duration,
     pub max_request_bytes: usize,
     pub min_threads: usize,
+}
+
+impl Limits {
+    /// The share of the pool one address may hold: half, so one client
+    /// (or one attacker) can never take every slot from the others.
+    pub fn per_source(max_connections: usize) -> usize {
+        (max_connections / 2).max(1)
+    }
 }
 
 /// What the server did and refused since it started, and what it holds.
@@ -57,10 +83,17 @@ pub(super) struct Limits {
 pub struct ServerStats {
     /// Connections accepted (admitted or refused).
     pub accepted: u64,
-    /// Connections refused with 503 because every slot was busy responding.
+    /// Connections refused with 503 because every slot was busy responding
+    /// (none idle, none a slow reader).
     pub refused_busy: u64,
+    /// Connections refused with 503 because their address held its share
+    /// of the pool, none of it idle or a slow reader.
+    pub refused_source_limit: u64,
     /// Connections closed to make room: the one waiting longest for its head.
     pub evicted: u64,
+    /// Connections closed to make room: a response not taken after a tenth
+    /// of the timeout (the oldest such).
+    pub evicted_slow_readers: u64,
     /// Requests answered (any status, errors included).
     pub requests: u64,
     /// 408: part of a head came, not all of it, within the timeout.
@@ -71,6 +104,8 @@ pub struct ServerStats {
     pub bad_requests: u64,
     /// 401: missing or wrong credentials.
     pub unauthorized: u64,
+    /// Connections closed after `MAX_UNAUTHORIZED` 401s.
+    pub closed_unauthorized: u64,
     /// Responses not taken within the timeout (or the client went away).
     pub write_failures: u64,
     /// `accept()` failures (the loop carried on after each).
@@ -85,12 +120,15 @@ pub struct ServerStats {
 struct Counters {
     accepted: AtomicU64,
     refused_busy: AtomicU64,
+    refused_source_limit: AtomicU64,
     evicted: AtomicU64,
+    evicted_slow_readers: AtomicU64,
     requests: AtomicU64,
     timed_out: AtomicU64,
     too_large: AtomicU64,
     bad_requests: AtomicU64,
     unauthorized: AtomicU64,
+    closed_unauthorized: AtomicU64,
     write_failures: AtomicU64,
     accept_errors: AtomicU64,
 }
@@ -99,13 +137,25 @@ fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
+/// What an admitted connection is doing, for eviction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for a request head, since then.
+    Waiting(Instant),
+    /// Answering: a response started then and is not yet taken whole;
+    /// true for the connection's last response (its slot frees after it).
+    Writing(Instant, bool),
+    /// Chosen for eviction; its thread is closing it.
+    Evicted,
+}
+
 /// An admitted connection.
 struct Slot {
     id: u64,
     stream: Arc<TcpStream>,
-    /// Since when it has waited for a request head; `None` while a response
-    /// is being written (or once it was chosen for eviction).
-    waiting_since: Option<Instant>,
+    /// The client's address, whose share of the pool it counts against.
+    source: Option<IpAddr>,
+    phase: Phase,
     /// Admitted but no thread has taken it yet.
     queued: bool,
 }
@@ -173,12 +223,15 @@ impl Shared {
         ServerStats {
             accepted: get(&c.accepted),
             refused_busy: get(&c.refused_busy),
+            refused_source_limit: get(&c.refused_source_limit),
             evicted: get(&c.evicted),
+            evicted_slow_readers: get(&c.evicted_slow_readers),
             requests: get(&c.requests),
             timed_out: get(&c.timed_out),
             too_large: get(&c.too_large),
             bad_requests: get(&c.bad_requests),
             unauthorized: get(&c.unauthorized),
+            closed_unauthorized: get(&c.closed_unauthorized),
             write_failures: get(&c.write_failures),
             accept_errors: get(&c.accept_errors),
             open_connections: st.slots.len(),
@@ -210,18 +263,38 @@ impl Shared {
         }
     }
 
-    /// Takes a new connection in, making room if the slots are full.
+    /// Takes a new connection in, making room if its address holds its
+    /// share of the slots (among that address's own connections), or if
+    /// the slots are full.
     fn admit(self: &Arc<Self>, stream: TcpStream, peer: Option<SocketAddr>) {
         bump(&self.counters.accepted);
         let stream = Arc::new(stream);
         let accepted_at = Instant::now();
+        let source = peer.map(|p| p.ip());
+        let from_source = |st: &State| st.slots.iter().filter(|s| s.source == source).count();
         let mut st = lock(&self.state);
+        if source.is_some() && from_source(&st) >= self.limits.max_per_source {
+            st = self.make_room(st, source);
+            st = self.wait_for_last(st, source, |st| {
+                from_source(st) >= self.limits.max_per_source
+            });
+            if from_source(&st) >= self.limits.max_per_source {
+                drop(st);
+                bump(&self.counters.refused_source_limit);
+                refuse(
+                    &stream,
+                    "busy: too many connections from your address, retry shortly\n",
+                );
+                return;
+            }
+        }
         if st.slots.len() >= self.limits.max_connections {
-            st = self.make_room(st);
+            st = self.make_room(st, None);
+            st = self.wait_for_last(st, None, |st| st.slots.len() >= self.limits.max_connections);
             if st.slots.len() >= self.limits.max_connections {
                 drop(st);
                 bump(&self.counters.refused_busy);
-                refuse(&stream);
+                refuse(&stream, "busy: too many connections, retry shortly\n");
                 return;
             }
         }
@@ -230,7 +303,8 @@ impl Shared {
         st.slots.push(Slot {
             id,
             stream: stream.clone(),
-            waiting_since: Some(accepted_at),
+            source,
+            phase: Phase::Waiting(accepted_at),
             queued: true,
         });
         st.queue.push_back(Job {
@@ -245,30 +319,74 @@ impl Shared {
         self.work.notify_one();
     }
 
-    /// Closes the connection that has waited longest for its request head
-    /// and waits (briefly) for its slot to be freed.
-    fn make_room<'a>(&self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    /// Closes one connection (of `source` only, if given) and waits
+    /// (briefly) for its slot to be freed: of the connections waiting for a
+    /// request head and the slow readers (a response the client has not
+    /// taken a tenth of the timeout after it started), the one waiting or
+    /// stalled longest. A connection busy with a response its client takes
+    /// is never evicted.
+    fn make_room<'a>(
+        &self,
+        mut st: MutexGuard<'a, State>,
+        source: Option<IpAddr>,
+    ) -> MutexGuard<'a, State> {
+        let now = Instant::now();
+        let slow_after = self.limits.timeout / SLOW_READER_AFTER;
         let victim = st
             .slots
             .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.waiting_since.map(|t| (t, i)))
-            .min();
-        let Some((_, i)) = victim else { return st };
-        bump(&self.counters.evicted);
+            .filter(|s| source.is_none() || s.source == source)
+            .filter_map(|s| match s.phase {
+                Phase::Waiting(t) => Some((t, s.id, &self.counters.evicted)),
+                Phase::Writing(t, _) if now - t >= slow_after && unsent_bytes(&s.stream) > 0 => {
+                    Some((t, s.id, &self.counters.evicted_slow_readers))
+                }
+                _ => None,
+            })
+            .min_by_key(|(t, id, _)| (*t, *id))
+            .map(|(_, id, counter)| (id, counter));
+        let Some((id, counter)) = victim else {
+            return st;
+        };
+        bump(counter);
+        let Some(i) = st.slots.iter().position(|s| s.id == id) else {
+            return st;
+        };
         let slot = &mut st.slots[i];
-        slot.waiting_since = None;
+        slot.phase = Phase::Evicted;
         let _ = slot.stream.shutdown(Shutdown::Both);
         if slot.queued {
-            let id = slot.id;
             st.slots.swap_remove(i);
             st.queue.retain(|j| j.id != id);
             return st;
         }
-        // Its thread reads EOF at once and frees the slot.
-        let max = self.limits.max_connections;
+        // Its thread sees the socket shut (EOF, or a failed write) at once
+        // and frees the slot.
         self.freed
-            .wait_timeout_while(st, EVICT_WAIT, |st| st.slots.len() >= max)
+            .wait_timeout_while(st, EVICT_WAIT, |st| st.slots.iter().any(|s| s.id == id))
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+    }
+
+    /// While `full`, waits (briefly) for a connection (of `source`, if
+    /// given) that is writing its last response to close: a client that
+    /// opens its next connection as soon as it has read the previous
+    /// answer is not refused because the server has not freed that slot
+    /// yet.
+    fn wait_for_last<'a>(
+        &self,
+        st: MutexGuard<'a, State>,
+        source: Option<IpAddr>,
+        full: impl Fn(&State) -> bool,
+    ) -> MutexGuard<'a, State> {
+        let closing = st.slots.iter().any(|s| {
+            (source.is_none() || s.source == source) && matches!(s.phase, Phase::Writing(_, true))
+        });
+        if !full(&st) || !closing {
+            return st;
+        }
+        self.freed
+            .wait_timeout_while(st, EVICT_WAIT, |st| full(st))
             .unwrap_or_else(|e| e.into_inner())
             .0
     }
@@ -323,10 +441,37 @@ impl Shared {
         self.freed.notify_all();
     }
 
-    fn set_waiting(&self, id: u64, since: Option<Instant>) {
+    /// Counts a response not taken in time (or a client gone), unless the
+    /// connection was evicted (counted as that).
+    fn write_failed(&self, id: u64) {
+        let st = lock(&self.state);
+        if st
+            .slots
+            .iter()
+            .any(|s| s.id == id && s.phase != Phase::Evicted)
+        {
+            bump(&self.counters.write_failures);
+        }
+    }
+
+    /// Marks the response being written as the connection's last.
+    fn mark_last(&self, id: u64) {
         let mut st = lock(&self.state);
         if let Some(s) = st.slots.iter_mut().find(|s| s.id == id) {
-            s.waiting_since = since;
+            if let Phase::Writing(t, _) = s.phase {
+                s.phase = Phase::Writing(t, true);
+            }
+        }
+    }
+
+    fn set_phase(&self, id: u64, phase: Phase) {
+        let mut st = lock(&self.state);
+        if let Some(s) = st
+            .slots
+            .iter_mut()
+            .find(|s| s.id == id && s.phase != Phase::Evicted)
+        {
+            s.phase = phase;
         }
     }
 
@@ -338,6 +483,7 @@ impl Shared {
         let timeout = self.limits.timeout;
         let mut buf = Vec::with_capacity(1024.min(self.limits.max_request_bytes));
         let mut deadline = job.accepted_at + timeout;
+        let mut unauthorized = 0;
         loop {
             let mut scan = HeadScanner::default();
             let end = match read_head(
@@ -353,36 +499,60 @@ impl Shared {
                     // An idle connection just closes; a partial request hears why.
                     if has_request_bytes(&buf) {
                         bump(&self.counters.timed_out);
-                        self.send_error(stream, 408, "request head not received in time\n");
+                        self.send_error(job.id, stream, 408, "request head not received in time\n");
                     }
                     return;
                 }
                 Err(HeadRead::NotHttp) => {
                     bump(&self.counters.bad_requests);
-                    self.send_error(stream, 400, "bad request: not an HTTP/1.x request\n");
+                    self.send_error(
+                        job.id,
+                        stream,
+                        400,
+                        "bad request: not an HTTP/1.x request\n",
+                    );
                     return;
                 }
                 Err(HeadRead::TooLarge) => {
                     bump(&self.counters.too_large);
-                    self.send_error(stream, 431, "request head too large\n");
+                    self.send_error(job.id, stream, 431, "request head too large\n");
                     return;
                 }
             };
-            self.set_waiting(job.id, None);
-            let keep_alive = self.answer(stream, &buf[..end], job.peer);
+            let started = Instant::now();
+            self.set_phase(job.id, Phase::Writing(started, false));
+            let response_deadline = started + timeout;
+            let keep_alive = self.answer(job, &buf[..end], response_deadline, &mut unauthorized);
             if !keep_alive || self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            // Bounded pipelining: when the client has already sent more
+            // (it pipelines), the next request waits until the client has
+            // taken this response whole, so a client that sends many and
+            // reads none gets one response in flight, not one per request.
+            // A client that waits for each answer sends its next request
+            // only after reading this one: no wait then.
+            let pipelined = buf.len() > end || readable_now(stream);
+            if pipelined && !wait_taken(stream, response_deadline) {
+                self.write_failed(job.id);
                 return;
             }
             buf.drain(..end);
             let now = Instant::now();
             deadline = now + timeout;
-            self.set_waiting(job.id, Some(now));
+            self.set_phase(job.id, Phase::Waiting(now));
         }
     }
 
-    /// Answers one complete head. Returns whether the connection stays open.
-    fn answer(&self, stream: &TcpStream, head: &[u8], peer: Option<SocketAddr>) -> bool {
-        let req = match parse_head(head).and_then(|r| r.has_body().map(|b| (r, b))) {
+    /// Answers one complete head, the response due by `deadline`;
+    /// `unauthorized` counts this connection's 401s. Returns whether the
+    /// connection stays open.
+    fn answer(&self, job: &Job, head: &[u8], deadline: Instant, unauthorized: &mut u32) -> bool {
+        let stream: &TcpStream = &job.stream;
+        let req = parse_head(head)
+            .and_then(|r| r.check_host().map(|()| r))
+            .and_then(|r| r.has_body().map(|b| (r, b)));
+        let req = match req {
             Ok(r) => r,
             Err(e) => {
                 if e.status() == 431 {
@@ -390,7 +560,7 @@ impl Shared {
                 } else {
                     bump(&self.counters.bad_requests);
                 }
-                self.send_error(stream, e.status(), &format!("{e}\n"));
+                self.send_error(job.id, stream, e.status(), &format!("{e}\n"));
                 return false;
             }
         };
@@ -398,9 +568,15 @@ impl Shared {
         bump(&self.counters.requests);
         let path = req.path();
         let method = req.method.as_str();
-        let reply = match &self.auth {
+        let mut keep_alive = req.keep_alive() && !has_body;
+        let mut reply = match &self.auth {
             Some(creds) if needs_auth(path) && !creds.check(req.header("Authorization")) => {
                 bump(&self.counters.unauthorized);
+                *unauthorized += 1;
+                if *unauthorized >= MAX_UNAUTHORIZED && keep_alive {
+                    bump(&self.counters.closed_unauthorized);
+                    keep_alive = false;
+                }
                 Reply::text(
                     401,
                     "unauthorized: send the credentials in --metrics-auth-file\n",
@@ -408,11 +584,16 @@ impl Shared {
             }
             _ => respond(method, path, &self.published, self.stale_after),
         };
-        let keep_alive = req.keep_alive() && !has_body;
+        if let Body::Metrics(_, own) = &mut reply.body {
+            // The server's own counters, as of this scrape.
+            super::server_metrics::render(own, &self.stats());
+        }
+        if !keep_alive {
+            self.mark_last(job.id);
+        }
         // HTTP/1.0 closes by default; HTTP/1.1 is told.
         let announce_close = !keep_alive && req.version == HTTPVersion(1, 1);
         let status = reply.status;
-        let deadline = Instant::now() + self.limits.timeout;
         let written = write_reply(
             stream,
             reply,
@@ -423,13 +604,16 @@ impl Shared {
             announce_close,
             deadline,
         );
+        // The path only: a query string may carry what a client did not
+        // mean to have logged.
+        let logged = route_path(path);
         log::debug!(
             "HTTP {method} {} {status} from {}",
-            path.get(..path.len().min(200)).unwrap_or(""),
-            peer.map(|p| p.to_string()).unwrap_or_default()
+            logged.get(..logged.len().min(200)).unwrap_or(""),
+            job.peer.map(|p| p.to_string()).unwrap_or_default()
         );
         if let Err(e) = written {
-            bump(&self.counters.write_failures);
+            self.write_failed(job.id);
             log::debug!("HTTP: writing the response: {e}");
             return false;
         }
@@ -444,7 +628,8 @@ impl Shared {
     }
 
     /// Writes an error response (with `Connection: close`) and closes gently.
-    fn send_error(&self, stream: &TcpStream, status: u16, message: &str) {
+    fn send_error(&self, id: u64, stream: &TcpStream, status: u16, message: &str) {
+        self.set_phase(id, Phase::Writing(Instant::now(), true));
         bump(&self.counters.requests);
         let deadline = Instant::now() + ERROR_WRITE.min(self.limits.timeout);
         let reply = Reply::text(status, message);
@@ -509,7 +694,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
                     Some(libc::EMFILE) | Some(libc::ENFILE) => {
                         drop(reserve.take());
                         if let Ok((s, _)) = listener.accept() {
-                            refuse(&s);
+                            refuse(&s, "busy: out of file descriptors, retry shortly\n");
                         }
                         reserve = std::fs::File::open("/dev/null").ok();
                         std::thread::sleep(ACCEPT_BACKOFF);
@@ -550,7 +735,19 @@ impl Summary {
         let d = |f: fn(&ServerStats) -> u64| f(&now) - f(&self.last);
         let parts = [
             (d(|s| s.refused_busy), "refused (all busy)"),
-            (d(|s| s.evicted), "slow connections closed to make room"),
+            (
+                d(|s| s.refused_source_limit),
+                "refused (their address held its share)",
+            ),
+            (d(|s| s.evicted), "idle connections closed to make room"),
+            (
+                d(|s| s.evicted_slow_readers),
+                "slow readers closed to make room",
+            ),
+            (
+                d(|s| s.closed_unauthorized),
+                "connections closed after repeated 401s",
+            ),
             (d(|s| s.timed_out), "request heads timed out"),
             (d(|s| s.too_large), "too large"),
             (d(|s| s.bad_requests), "malformed"),
@@ -701,11 +898,11 @@ fn write_reply(
         503 => headers.push(header("Retry-After", "1")),
         _ => {}
     }
-    let len = reply.body.as_str().len();
+    let len = reply.body.len();
     let response = Response::new(
         StatusCode(reply.status),
         headers,
-        Cursor::new(reply.body),
+        reply.body.into_reader(),
         Some(len),
         None,
     );
@@ -746,6 +943,58 @@ impl<W: Write> Write for CloseAfterStatusLine<W> {
     }
 }
 
+/// Bytes written to `stream` that its client has not acknowledged yet
+/// (`SIOCOUTQ`); 0 if that cannot be told.
+fn unsent_bytes(stream: &TcpStream) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int for a TCP socket.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    if rc == 0 {
+        n.max(0) as usize
+    } else {
+        0
+    }
+}
+
+/// The poll(2) events `stream` has now, without waiting.
+fn poll_now(stream: &TcpStream, events: libc::c_short) -> libc::c_short {
+    let mut fds = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    if unsafe { libc::poll(&mut fds, 1, 0) } > 0 {
+        fds.revents
+    } else {
+        0
+    }
+}
+
+/// Whether the client has sent bytes not read yet.
+fn readable_now(stream: &TcpStream) -> bool {
+    poll_now(stream, libc::POLLIN) & libc::POLLIN != 0
+}
+
+/// Waits until the client has acknowledged everything written to
+/// `stream`, until `deadline`. False if it did not, or the connection was
+/// shut meanwhile (eviction, shutdown).
+fn wait_taken(stream: &TcpStream, deadline: Instant) -> bool {
+    let mut pause = TAKEN_POLL.0;
+    loop {
+        if unsent_bytes(stream) == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        // No events asked: only a hang-up or an error is reported.
+        if now >= deadline || poll_now(stream, 0) & (libc::POLLHUP | libc::POLLERR) != 0 {
+            return false;
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(TAKEN_POLL.1);
+    }
+}
+
 /// Ends the connection after an error: no more writes, then read and
 /// discard what the client still sends (bounded in time and bytes), so
 /// the close does not reset the connection before the client reads.
@@ -768,13 +1017,12 @@ fn linger_close(stream: &TcpStream) {
 }
 
 /// Refuses a connection from the accept thread without ever blocking it:
-/// a non-blocking 503 (best effort) and a close.
-fn refuse(stream: &TcpStream) {
+/// a non-blocking 503 (best effort) with `body`, and a close.
+fn refuse(stream: &TcpStream, body: &str) {
     let _ = stream.set_nonblocking(true);
     let mut sink = [0u8; 4096];
     let mut reader = stream;
     let _ = reader.read(&mut sink);
-    let body = "busy: too many connections, retry shortly\n";
     let mut bytes = CloseAfterStatusLine {
         inner: Vec::with_capacity(256),
         pending: true,
