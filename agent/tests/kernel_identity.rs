@@ -34,6 +34,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netprobe::identity::model::{NO_POD_IN_PEER_NAMESPACE, PEER_IN_HOST_NAMESPACE};
+use netprobe::identity::netlink::RouteSocket;
 use netprobe::identity::{
     aggregate, ConnRecord, IdentityConfig, IfaceCounters, Lookup, Opened, PodIdentity, PodIndex,
     PodInfo, PodLedger, RefreshHints, OTHER,
@@ -294,6 +295,12 @@ impl Node {
         n.v1_name = Some(name);
         fs::create_dir_all(n.root.join("sys/fs/cgroup/systemd")).unwrap();
         n.bind(&n.base.clone(), "sys/fs/cgroup/systemd");
+        // The hybrid host's unified hierarchy, holding no pod.
+        let unified = Path::new(cgroup2_mount()).join(format!("{tag}-unified"));
+        fs::create_dir(&unified).unwrap();
+        n.dirs.insert(0, unified.clone());
+        fs::create_dir_all(n.root.join("sys/fs/cgroup/unified")).unwrap();
+        n.bind(&unified, "sys/fs/cgroup/unified");
         n
     }
 
@@ -800,6 +807,19 @@ fn kubelet_node(driver: Driver, test: &'static str) {
         let bridge = format!("npbr{}", std::process::id() % 100_000);
         run(&["ip", "link", "add", &bridge, "type", "bridge"]);
 
+        // The namespace-id question on its own: a pod's sandbox has an id
+        // here (its veth's peer); the machine's namespace (this process's
+        // main thread), which no link of the node's leads to, and a pid
+        // that does not exist have none.
+        let mut route = RouteSocket::open().unwrap();
+        let links = route.links().unwrap();
+        let nsid = route.nsid_of_pid(web.sandbox_pid).unwrap();
+        assert!(nsid.is_some());
+        let veth = links.iter().find(|l| l.name == web.host_if).unwrap();
+        assert_eq!(veth.link_netnsid, nsid);
+        assert_eq!(route.nsid_of_pid(std::process::id()).unwrap(), None);
+        assert_eq!(route.nsid_of_pid(1 << 30).unwrap(), None, "no such pid");
+
         let mut id = PodIdentity::new(node.config(256)).unwrap();
         assert!(
             id.refresh(RefreshHints::default()).unwrap(),
@@ -1085,6 +1105,17 @@ fn hybrid_host_with_pods_only_in_cgroup_v1() {
         id.refresh(RefreshHints::default()).unwrap();
         assert!(!id.stats().cgroup_v2, "{:?}", id.stats());
         assert_resolved(id.index(), &[&web], "cri", false);
+        // The probes' ids are v2 ids: a host cgroup's is known, no pod's,
+        // so connections fall back to their pid instead of asking for a
+        // refresh every time.
+        let unified = id
+            .stats()
+            .hierarchy
+            .clone()
+            .unwrap()
+            .replace("/systemd", "/unified");
+        let host_id = kernel_cgroup_id(Path::new(&unified));
+        assert_eq!(id.index().by_cgroup(host_id), Lookup::NotAPod);
         // /proc/PID/cgroup names the pod on the v1 line only.
         let text = fs::read_to_string(format!("/proc/{}/cgroup", web.containers[1].pid)).unwrap();
         let name = node.v1_name.clone().unwrap();

@@ -106,8 +106,9 @@ pub struct OwnedCgroup {
 pub struct Walk {
     pub hierarchy: Option<Hierarchy>,
     pub owned: Vec<OwnedCgroup>,
-    /// The id of every cgroup visited (v2 only), owned or not: an id
-    /// outside this set is a cgroup created since.
+    /// The id of every cgroup v2 directory visited, owned or not (for a v1
+    /// walk, those of the v2 hierarchy walked before it): an id outside
+    /// this set is a cgroup created since.
     pub ids: HashSet<u64>,
     pub dirs: usize,
     /// The walk stopped at `max_dirs` or `max_pids`.
@@ -119,15 +120,21 @@ pub struct Walk {
 }
 
 /// Walks the first hierarchy that holds a pod or container (cgroup v2
-/// first); with none, the walk of the v2 hierarchy (or of nothing).
+/// first); with none, the walk of the v2 hierarchy (or of nothing). A v1
+/// walk carries the v2 hierarchy's ids in [`Walk::ids`].
 ///
 /// # Errors
 /// The root of a hierarchy cannot be read.
 pub fn walk_host(host_root: &Path, limits: WalkLimits) -> io::Result<Walk> {
-    let mut first = None;
+    let mut first: Option<Walk> = None;
     for h in hierarchies(host_root) {
-        let w = walk(&h, limits)?;
+        let mut w = walk(&h, limits)?;
         if !w.owned.is_empty() {
+            // A v1 walk keeps the v2 ids: the probes' ids of host cgroups
+            // are then known (not a pod's) rather than new.
+            if let Some(v2) = first.filter(|_| !h.v2) {
+                w.ids = v2.ids;
+            }
             return Ok(w);
         }
         first.get_or_insert(w);

@@ -413,17 +413,16 @@ mod tests {
         assert_eq!(parse_nsid(&[]), None);
     }
 
-    /// The kernel answers in this namespace: `lo` exists and is no pair
-    /// end; the agent's own pid's namespace has no id here.
+    /// The kernel answers the dump in this namespace: `lo` exists and is
+    /// no pair end. (`RTM_GETNSID` is asked in tests/kernel_identity.rs:
+    /// qemu-user, which runs the aarch64 unit tests, does not translate
+    /// it and answers EOPNOTSUPP.)
     #[test]
-    fn asks_the_kernel() {
+    fn dumps_the_links() {
         let mut s = RouteSocket::open().expect("netlink route socket");
         let links = s.links().expect("RTM_GETLINK dump");
         let lo = links.iter().find(|l| l.name == "lo").expect("lo listed");
         assert_eq!(lo.ifindex, 1);
         assert_eq!(lo.link_netnsid, None);
-        assert_eq!(s.nsid_of_pid(std::process::id()).unwrap(), None);
-        // No such process (pid_max is at most 2^22).
-        assert_eq!(s.nsid_of_pid(1 << 30).unwrap(), None);
     }
 }
