@@ -959,7 +959,7 @@ fn kubelet_node(driver: Driver, test: &'static str) {
         assert!(ledger.rows(ix).iter().all(|r| r.pod != "pg-0"));
         eprintln!(
             "{test}: last refresh {:.2} ms, idle refresh {:.1} µs",
-            id.stats().last_refresh_seconds * 1e3,
+            id.stats().last_refresh_duration_seconds * 1e3,
             idle.as_secs_f64() * 1e6
         );
         drop(listener);

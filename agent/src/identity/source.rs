@@ -45,11 +45,14 @@ pub struct IdentityStats {
     pub refreshes_total: u64,
     pub refresh_errors_total: u64,
     pub last_error: Option<String>,
-    pub last_refresh_seconds: f64,
+    /// How long the last refresh took.
+    pub last_refresh_duration_seconds: f64,
     pub cgroups_walked: usize,
     /// A bound (cgroups, pids, log entries) cut the last refresh short.
     pub truncated: bool,
     pub watched_dirs: usize,
+    /// Directories that should be watched but are not (over the bound).
+    pub unwatched_dirs: usize,
     /// Pods with no process the agent can see (without `hostPID`, none):
     /// their interfaces cannot be mapped.
     pub pods_without_visible_process: usize,
@@ -166,7 +169,7 @@ impl PodIdentity {
         match self.rebuild() {
             Ok(()) => {
                 self.stats.last_error = None;
-                self.stats.last_refresh_seconds = now.elapsed().as_secs_f64();
+                self.stats.last_refresh_duration_seconds = now.elapsed().as_secs_f64();
                 Ok(true)
             }
             Err(e) => {
@@ -222,16 +225,21 @@ impl PodIdentity {
         if let Some(w) = &mut self.watch {
             w.prune();
             let missed = w.watch(walk.watch.iter().map(|p| p.as_path()));
-            if missed > 0 && !s.truncated {
-                warn!("pod identity: {missed} cgroup directories not watched (bound or fs.inotify.max_user_watches); they are refreshed every {:?}", self.config.rescan_after);
+            // Once, when it starts.
+            if missed > 0 && s.unwatched_dirs == 0 {
+                warn!(
+                    "pod identity: {missed} cgroup directories not watched (the bound of {} or fs.inotify.max_user_watches); changes there are seen within {:?}",
+                    self.config.max_watches, self.config.rescan_after
+                );
             }
+            s.unwatched_dirs = missed;
             s.watched_dirs = w.watched();
         }
         let hierarchy = walk
             .hierarchy
             .as_ref()
             .map(|h| h.root.display().to_string());
-        if hierarchy != s.hierarchy {
+        if hierarchy != s.hierarchy || s.refreshes_total == 1 {
             match &hierarchy {
                 Some(h) => info!(
                     "pod identity: cgroups from {h} ({})",
