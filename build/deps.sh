@@ -34,6 +34,9 @@ packages=(
 	wget                 # host-side scrapes (build/boot-test.sh)
 	mmdebstrap           # build/cleanroom.sh: a fresh Debian root
 	chromium             # e2e-page: the live page in a headless browser (DevTools over a pipe)
+	python3-venv         # build/k8s-tools.sh: kubernetes-validate in a venv
+	runc                 # build/container-run.sh: the OCI runtime (before podman, so apt needs no crun)
+	podman               # build/container-run.sh: builds and runs the agent's image
 )
 
 # node and npm: build/dash-schema.sh type-checks the Grafana dashboard with

@@ -14,9 +14,11 @@
 #   6. build/e2e*.sh: the agent binary on a veth pair between two namespaces:
 #      exact counters per XDP mode, restarts without losing counts, hotplug,
 #      the Grafana dashboard and Prometheus rules, the live page in Chromium;
-#      build/e2e-export.sh: remote_write and IPFIX into real receivers
-#   7. the appliance: static x86_64 and aarch64 builds, aarch64 unit tests
-#      under qemu-user, and a QEMU boot of each architecture's image
+#      build/e2e-export.sh: remote_write and IPFIX into real receivers;
+#      build/k8s-check.sh: the Kubernetes manifests against their schemas
+#   7. the appliance: static x86_64 and aarch64 builds (and the x86_64 one's
+#      container image run under podman), aarch64 unit tests under
+#      qemu-user, and a QEMU boot of each architecture's image
 #   8. a short benchmark run, so the bench keeps working (figures not asserted)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,9 +91,11 @@ bash build/e2e-sockets.sh target/release/netprobe-agent
 bash build/e2e-dashboards.sh target/release/netprobe-agent
 bash build/e2e-page.sh target/release/netprobe-agent
 bash build/e2e-export.sh # the sinks into Prometheus, nfcapd, nfacctd, ipfixDump (about 70 s)
+bash build/k8s-check.sh target/release/netprobe-agent
 
-step "appliance: static builds (x86_64 and aarch64 musl)"
+step "appliance: static builds (x86_64 and aarch64 musl), and the x86_64 one's image under podman"
 bash build/cross.sh
+bash build/container-run.sh
 
 step "appliance: unit and golden tests on aarch64 (qemu-aarch64-static)"
 cargo test --locked --target aarch64-unknown-linux-musl --lib --test golden --test golden_sockets --test fuzz_parsers

@@ -15,6 +15,7 @@ pub mod config;
 pub mod detect;
 pub mod export;
 pub mod http;
+pub mod identity;
 pub mod kernel;
 pub mod linkwatch;
 pub mod lists;
