@@ -1637,7 +1637,11 @@ fn threads_and_rss_stay_bounded_under_attack() {
         before.1,
         peak.1
     );
-    assert!(max < Duration::from_millis(500), "a scrape took {max:?}");
+    // A scrape starved by the attack would wait for the 5 s timeout of a
+    // slot; one second is far from that, and holds on a machine whose two
+    // cores other jobs keep busy (500 ms did not: 530 ms seen with four
+    // busy loops beside the attack's 1,200 responses of 256 KiB).
+    assert!(max < Duration::from_secs(1), "a scrape took {max:?}");
 }
 
 #[test]

@@ -337,7 +337,12 @@ impl Shared {
             .iter()
             .filter(|s| source.is_none() || s.source == source)
             .filter_map(|s| match s.phase {
-                Phase::Waiting(t) => Some((t, s.id, &self.counters.evicted)),
+                // A head that has arrived but not been read yet (the
+                // connection is queued for a thread, or its thread has not
+                // run) is a client that sent its request at once: not idle.
+                Phase::Waiting(t) if !head_pending(&s.stream) => {
+                    Some((t, s.id, &self.counters.evicted))
+                }
                 Phase::Writing(t, _) if now - t >= slow_after && unsent_bytes(&s.stream) > 0 => {
                     Some((t, s.id, &self.counters.evicted_slow_readers))
                 }
@@ -969,6 +974,24 @@ fn poll_now(stream: &TcpStream, events: libc::c_short) -> libc::c_short {
     } else {
         0
     }
+}
+
+/// Whether the bytes the client has sent and the server not yet read end a
+/// request head (a blank line), peeked without taking them. Bounded to one
+/// 8 KiB peek; a head past that is read (and refused) by its thread.
+fn head_pending(stream: &TcpStream) -> bool {
+    let mut buf = [0u8; 8192];
+    // SAFETY: a valid buffer and length; MSG_PEEK leaves the bytes queued.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    let pending = &buf[..n.max(0) as usize];
+    pending.windows(4).any(|w| w == b"\r\n\r\n") || pending.windows(2).any(|w| w == b"\n\n")
 }
 
 /// Whether the client has sent bytes not read yet.
