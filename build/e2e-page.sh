@@ -10,10 +10,9 @@
 # printed); PAGE_SHOT=path also copies the live one there, after watching
 # the page for PAGE_SETTLE seconds (docs/img/page.png: PAGE_SETTLE=30).
 #
-# The agent does not serve the page yet: build/page-serve.py serves the
-# asset and passes /status on to the agent, with the headers the agent is
-# to send. Once GET / serves the page, PAGE_URL below becomes the agent's
-# own http://127.0.0.1:$PORT/ and page-serve.py goes.
+# The agent serves the page at / (compiled in) with a Content-Security-
+# Policy that lets nothing load from elsewhere; with --metrics-auth-file
+# it asks for the same credential as /metrics.
 #
 # Usage: build/e2e-page.sh [path/to/netprobe-agent]   (root)
 set -euo pipefail
@@ -24,13 +23,12 @@ INTERVAL=1s
 # shellcheck source=build/e2e-lib.sh
 . "$(dirname "$0")/e2e-lib.sh"
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-PAGE_PORT=18090
-PAGE_URL=http://127.0.0.1:$PAGE_PORT/
+PAGE_URL=http://127.0.0.1:$PORT/
 start=$(date +%s)
 
-SERVE_PID= TRAFFIC_PID=
+TRAFFIC_PID=
 cleanup_extra() {
-	for p in $TRAFFIC_PID $SERVE_PID; do
+	for p in $TRAFFIC_PID; do
 		kill -TERM "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
@@ -47,10 +45,23 @@ else
 fi
 
 setup_net
+# With a credential, the page asks for it as /metrics does.
+printf 'viewer:page secret\n' >"$LOG/auth"
+chmod 600 "$LOG/auth"
+start_agent --pin-path '' --metrics-auth-file "$LOG/auth" || { fail "agent did not start"; exit 1; }
+code=$(ina curl -s -o /dev/null -w '%{http_code}' "$PAGE_URL")
+with=$(ina curl -s -o /dev/null -w '%{http_code}' -u 'viewer:page secret' "$PAGE_URL")
+[ "$code" = 401 ] && [ "$with" = 200 ] && ok "with --metrics-auth-file, / answers 401 without the credential and 200 with it" \
+	|| fail "with --metrics-auth-file, / answered $code without the credential, $with with it"
+kill -TERM "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=
+
 start_agent --pin-path '' || { fail "agent did not start"; exit 1; }
-ip netns exec "$NSA" python3 "$REPO/build/page-serve.py" "$REPO/agent/assets/index.html" "$PAGE_PORT" "$PORT" &
-SERVE_PID=$!
-for _ in $(seq 50); do ina curl -fsS -o /dev/null "$PAGE_URL" 2>/dev/null && break; sleep 0.1; done
+ina curl -fsS -D "$LOG/page.headers" -o "$LOG/page.html" "$PAGE_URL" || fail "GET / failed"
+cmp -s "$LOG/page.html" "$REPO/agent/assets/index.html" && ok "GET / serves agent/assets/index.html as it is" \
+	|| fail "GET / does not serve agent/assets/index.html"
+for h in "Content-Type: text/html; charset=utf-8" "Content-Security-Policy: default-src 'none'" "X-Content-Type-Options: nosniff" "Cache-Control: no-cache"; do
+	grep -qiF "$h" "$LOG/page.headers" && ok "GET / sends $h" || fail "GET / lacks $h: $(tr '\r\n' '  ' <"$LOG/page.headers")"
+done
 
 # Traffic both ways for as long as the browser watches (bounded: 40 s at
 # 20 Mbit/s), and a scan from the other namespace once the page is up.

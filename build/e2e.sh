@@ -62,6 +62,19 @@ run_mode() {
 		fi
 	done
 
+	if [ "$mode" = auto ]; then
+		# The agent's own process, as client libraries export it, and the
+		# revision it was built from.
+		local rss rev want_rev
+		rss=$(awk '$1 == "process_resident_memory_bytes" { print $2 }' "$LOG/metrics")
+		rev=$(grep -o 'netprobe_build_info{[^}]*revision="[^"]*"' "$LOG/metrics" | sed 's/.*revision="//; s/"$//')
+		want_rev=$(git -C "$(dirname "$0")" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+		[ -n "$rss" ] && [ "${rss%.*}" -gt 1000000 ] && [ "$(awk '$1 == "process_open_fds" { print $2 }' "$LOG/metrics")" -gt 3 ] \
+			&& ok "process_resident_memory_bytes $rss, process_open_fds and the other process_* families present" \
+			|| fail "process_* metrics missing or empty: rss '$rss'"
+		[ "$rev" = "$want_rev" ] && ok "netprobe_build_info revision=\"$rev\" is the commit built" \
+			|| fail "netprobe_build_info revision '$rev', built from $want_rev"
+	fi
 	if promtool check metrics <"$LOG/metrics" >"$LOG/promtool" 2>&1; then
 		ok "$mode promtool check metrics: clean"
 	else

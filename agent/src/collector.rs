@@ -318,6 +318,8 @@ impl Collector {
         let top = top_flows(&flows, self.config.top_flows, boot_now, &names);
         Ok(Snapshot {
             version: env!("CARGO_PKG_VERSION"),
+            revision: env!("NETPROBE_REVISION"),
+            process: crate::process::ProcessStats::read(),
             arch: std::env::consts::ARCH,
             kernel_release: self.kernel_release.clone(),
             started_at: unix_seconds(self.started),

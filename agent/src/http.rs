@@ -86,6 +86,8 @@ const ROUTES: &[(&str, Route)] = &[
 #[derive(Clone, Debug)]
 pub enum Body {
     Text(String),
+    /// The live page ([`PAGE`]), compiled in.
+    Page,
     /// The snapshot's metrics, then the HTTP server's own counters
     /// (rendered per scrape, a few hundred bytes: they change between
     /// collections).
@@ -97,6 +99,7 @@ impl Body {
     fn parts(&self) -> [&str; 2] {
         match self {
             Body::Text(s) => [s, ""],
+            Body::Page => [PAGE, ""],
             Body::Metrics(r, own) => [&r.metrics, own],
             Body::Status(r) => [&r.status, ""],
         }
@@ -154,11 +157,13 @@ impl PartialEq for Body {
 
 impl Eq for Body {}
 
-/// A response before it is written: status, content type, body.
+/// A response before it is written: status, content type, header fields
+/// of its own (beyond those the status implies), body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
+    pub headers: &'static [(&'static str, &'static str)],
     pub body: Body,
 }
 
@@ -167,10 +172,30 @@ impl Reply {
         Reply {
             status,
             content_type: "text/plain; charset=utf-8",
+            headers: &[],
             body: Body::Text(body.into()),
         }
     }
 }
+
+/// The live page (agent/assets/index.html): one self-contained file that
+/// polls `status` from the same origin.
+pub const PAGE: &str = include_str!("../assets/index.html");
+
+/// The page's header fields: nothing from elsewhere may load or run (no
+/// external asset, inline script and style only, fetches to this origin),
+/// no framing, no caching of a page whose numbers change.
+const PAGE_HEADERS: &[(&str, &str)] = &[
+    ("Cache-Control", "no-cache"),
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+         img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'none'",
+    ),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+];
 
 /// The path of a target without its query string or fragment.
 pub(crate) fn route_path(url: &str) -> &str {
@@ -213,21 +238,19 @@ pub fn respond(method: &str, url: &str, published: &Published, stale_after: Dura
         Route::Index => Reply {
             status: 200,
             content_type: "text/html; charset=utf-8",
-            body: Body::Text(
-                "<html><head><title>NetProbe</title></head><body><h1>NetProbe</h1>\
-                 <p><a href=\"/metrics\">/metrics</a> <a href=\"/status\">/status</a> \
-                 <a href=\"/healthz\">/healthz</a></p></body></html>\n"
-                    .into(),
-            ),
+            headers: PAGE_HEADERS,
+            body: Body::Page,
         },
         Route::Metrics => Reply {
             status: 200,
             content_type: crate::metrics::CONTENT_TYPE,
+            headers: &[],
             body: Body::Metrics(latest, String::new()),
         },
         Route::Status => Reply {
             status: 200,
             content_type: "application/json",
+            headers: &[("Cache-Control", "no-store")],
             body: Body::Status(latest),
         },
         Route::Healthz => {

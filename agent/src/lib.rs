@@ -25,6 +25,7 @@ pub mod netif;
 pub mod packet;
 pub mod pins;
 pub mod probes;
+pub mod process;
 pub mod rates;
 pub mod snapshot;
 pub mod sockets;

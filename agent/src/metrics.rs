@@ -396,17 +396,66 @@ pub fn render(s: &Snapshot) -> String {
         o,
         "netprobe_build_info",
         "gauge",
-        "Always 1; labels give the agent version and the kernel.",
+        "Always 1; labels give the agent version, its git revision and the kernel.",
     )
     .sample(
         &[
             ("version", s.version),
+            ("revision", s.revision),
             ("kernel", &s.kernel_release),
             ("arch", s.arch),
         ],
         1u64,
     );
+    render_process(o, &s.process);
     out
+}
+
+/// The agent's own process, named as the Prometheus client libraries name
+/// it, so standard dashboards and alerts find it.
+fn render_process(o: &mut String, p: &crate::process::ProcessStats) {
+    Family::new(
+        o,
+        "process_cpu_seconds_total",
+        "counter",
+        "Total user and system CPU time spent in seconds.",
+    )
+    .sample(&[], p.cpu_seconds);
+    Family::new(
+        o,
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+    )
+    .sample(&[], p.resident_memory_bytes);
+    Family::new(
+        o,
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory size in bytes.",
+    )
+    .sample(&[], p.virtual_memory_bytes);
+    Family::new(
+        o,
+        "process_open_fds",
+        "gauge",
+        "Number of open file descriptors.",
+    )
+    .sample(&[], p.open_fds);
+    Family::new(
+        o,
+        "process_max_fds",
+        "gauge",
+        "Maximum number of open file descriptors.",
+    )
+    .sample(&[], p.max_fds);
+    Family::new(
+        o,
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+    )
+    .sample(&[], p.start_time_seconds);
 }
 
 /// ICMP belongs to IPv4 and ICMPv6 to IPv6: the other pairs cannot occur

@@ -11,6 +11,8 @@ use crate::abi::{Counter, PacketStats};
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Snapshot {
     pub version: &'static str,
+    /// Git commit the agent was built from (`unknown` outside git).
+    pub revision: &'static str,
     /// CPU architecture the agent was built for.
     pub arch: &'static str,
     pub kernel_release: String,
@@ -18,6 +20,8 @@ pub struct Snapshot {
     pub started_at: f64,
     /// Seconds since start, as of this collection.
     pub uptime_seconds: f64,
+    /// The agent's own CPU, memory and descriptors (`process_*` metrics).
+    pub process: crate::process::ProcessStats,
     pub collection: CollectionInfo,
     pub interfaces: Vec<InterfaceSnapshot>,
     pub maps: Vec<MapFill>,

@@ -107,7 +107,16 @@ fn snapshot() -> Snapshot {
     };
     Snapshot {
         version: "0.0.0-golden",
+        revision: "0123456789ab",
         arch: "x86_64",
+        process: netprobe::process::ProcessStats {
+            cpu_seconds: 1.25,
+            resident_memory_bytes: 5_931_008,
+            virtual_memory_bytes: 20_971_520,
+            open_fds: 23,
+            max_fds: 1024,
+            start_time_seconds: 1_699_999_999.5,
+        },
         kernel_release: "6.1.0-27-amd64".into(),
         started_at: 1_700_000_000.0,
         uptime_seconds: 42.5,

@@ -894,6 +894,7 @@ fn write_reply(
     deadline: Instant,
 ) -> io::Result<()> {
     let mut headers = vec![header("Content-Type", reply.content_type)];
+    headers.extend(reply.headers.iter().map(|(n, v)| header(n, v)));
     match reply.status {
         405 => headers.push(header("Allow", "GET, HEAD")),
         401 => headers.push(header(
