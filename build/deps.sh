@@ -33,6 +33,7 @@ packages=(
 	xz-utils             # unpacks vmlinux from the bzImage (build/image.sh)
 	wget                 # host-side scrapes (build/boot-test.sh)
 	mmdebstrap           # build/cleanroom.sh: a fresh Debian root
+	git                  # the revision the agent is built from (build.rs; e2e checks netprobe_build_info)
 	chromium             # e2e-page: the live page in a headless browser (DevTools over a pipe)
 	python3-venv         # build/k8s-tools.sh: kubernetes-validate in a venv
 	runc                 # build/container-run.sh: the OCI runtime (before podman, so apt needs no crun)
