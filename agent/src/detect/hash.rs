@@ -82,4 +82,18 @@ mod tests {
             .count();
         assert!(shared < 20, "{shared} of 20000 seeds");
     }
+
+    #[test]
+    fn the_mirrors_agree() {
+        // build/detect-traffic.py's addr_hash gives these too; the kernel
+        // test checks this mirror against the probes.
+        assert_eq!(
+            addr_hash(0x5eed_0000_1234_5678, "198.18.0.2".parse().unwrap()),
+            0x0ba6_34b9_d7bc_46f5
+        );
+        assert_eq!(
+            addr_hash(7, "2001:db8::1".parse().unwrap()),
+            0x2918_bff2_f5dd_554d
+        );
+    }
 }
