@@ -12,13 +12,13 @@ packages=(
 	bpftool        # e2e: checks nothing is left loaded
 	iproute2       # e2e: ip netns, veth, tc
 	iputils-ping   # e2e traffic
-	iperf3         # e2e traffic (bounded TCP and UDP)
+	iperf3         # e2e traffic (bounded TCP and UDP); e2e-detect: downloads, speed tests, a VXLAN tunnel
 	curl           # e2e scrapes
 	prometheus     # promtool check metrics
-	python3        # e2e: /status JSON checks
-	nmap           # e2e-security: port scans
-	hping3         # e2e-security: floods
-	nftables       # e2e-sockets: drops one packet in ten (retransmits; no netem here)
+	python3        # e2e: /status JSON checks; build/detect-traffic.py (e2e-detect, e2e-security)
+	nmap           # e2e-security, e2e-detect: port scans
+	hping3         # e2e-security, e2e-detect: floods
+	nftables       # e2e-sockets: drops one packet in ten (retransmits; no netem here); e2e-detect: the router's NAT
 	gcc-aarch64-linux-gnu # linker for aarch64-unknown-linux-musl (build/cross.sh)
 	qemu-user-static     # runner for the aarch64 unit/golden tests
 	qemu-system-x86      # build/boot-test.sh x86_64

@@ -188,8 +188,8 @@ def connect(a):
     threads = []
     for i, (h, p) in enumerate(pairs):
         due = start + i * spacing
-        while time.time() < due:
-            time.sleep(min(0.01, due - time.time()))
+        while (left := due - time.time()) > 0:
+            time.sleep(min(0.01, left))
         t = threading.Thread(target=one, args=(i, h, p))
         t.start()
         threads.append(t)

@@ -31,6 +31,7 @@ bash build/e2e.sh target/release/netprobe-agent
 bash build/e2e-restart.sh target/release/netprobe-agent
 bash build/e2e-hotplug.sh target/release/netprobe-agent
 bash build/e2e-security.sh target/release/netprobe-agent
+bash build/e2e-detect.sh target/release/netprobe-agent
 bash build/e2e-sockets.sh target/release/netprobe-agent
 
 step "appliance: static builds (x86_64 and aarch64 musl)"
