@@ -267,7 +267,14 @@ static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, 
 	x = bpf_map_lookup_elem(&pkt_scratch, &zero);
 	if (!x)
 		return NP_VERDICT_PASS; /* cannot happen (one-entry array); fail open */
-	__builtin_memset(x, 0, sizeof(*x));
+	/* Zero what the parser and the flow accounting may leave unwritten:
+	 * the key, the parse's flags and port (8 bytes; the quoted address is
+	 * written whenever p.quoted is set), the flow results. */
+	__builtin_memset(&x->k, 0, sizeof(x->k));
+	__builtin_memset(&x->p, 0, 8);
+	_Static_assert(__builtin_offsetof(struct np_parse, qdst) == 8, "np_parse: flags, then qdst");
+	x->p.qproto = 0;
+	__builtin_memset(&x->fr, 0, sizeof(x->fr));
 	x->k.ifindex = ifindex;
 	skip = np_parse(data, data_end, &x->p, &x->k);
 
@@ -316,9 +323,10 @@ static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, 
 	now = np_now();
 	np_flow_prepare(&fc, &x->k, now);
 	if (hook == NP_HOOK_TC_EGRESS) {
+		weight = np_detect_weight(&fc);
 		np_flow_account(&x->k, st, len, x->p.tcp_flags, 1, now, &fc, &x->fr);
 		asm volatile("" ::: "memory"); /* as above, for the flow results */
-		np_detect_egress(&x->p, &x->k, now, ifindex, ingress_ifindex, &x->fr);
+		np_detect_egress(&x->p, &x->k, now, ifindex, ingress_ifindex, weight, &x->fr);
 		return NP_VERDICT_PASS;
 	}
 	/* --mitigate=on: counted in packet_stats and detect_stats, no flow entry */

@@ -953,17 +953,19 @@ static __always_inline int np_forwarded_from_watched(__u32 ingress_ifindex)
  * Egress: the blocklist (traffic to listed addresses, never a drop), and
  * the scan events of what this host sends itself (its attempts, its
  * answers, its refusals: RSTs and unreachables from closed ports); of a
- * forwarded packet only the answers (see np_scan_events).
+ * forwarded packet only the answers (see np_scan_events). weight: as at
+ * ingress (0: skipped, under a flood of new flows).
  */
 static __always_inline void np_detect_egress(const struct np_parse *p, const struct np_flow_key *k,
 					     __u64 now, __u32 ifindex, __u32 ingress_ifindex,
-					     const struct np_flow_res *fr)
+					     __u32 weight, const struct np_flow_res *fr)
 {
 	struct np_det d;
 
 	if (cfg_lists & NP_LISTS_BLOCK)
 		np_lists(k, now, ifindex, 0);
-	if (!cfg_detect)
+	/* weight 0: a flood of new flows, sampled as at ingress. */
+	if (!cfg_detect || !weight)
 		return;
 	if (!np_scan_wanted(p, fr))
 		return;

@@ -70,6 +70,8 @@ struct np_parse {
 			 * multicast, 255.255.255.255 (detect.h: never a scan probe) */
 	__u8 quoted;    /* 1: an ICMP destination unreachable whose quoted packet parsed */
 	__u16 qport;    /* the quoted packet's destination port (TCP, UDP; else 0) */
+	/* The fields above are the 8 bytes the caller zeroes; qdst is
+	 * written in full whenever quoted is set. */
 	__u32 qdst[4];  /* its destination address */
 	__u8 qproto;    /* its IP protocol */
 	__u8 pad[3];
@@ -101,6 +103,9 @@ static __always_inline void np_parse_quoted(const struct np_icmphdr *ih, void *d
 			return;
 		p->quoted = 1;
 		p->qdst[0] = ip->daddr;
+		p->qdst[1] = 0;
+		p->qdst[2] = 0;
+		p->qdst[3] = 0;
 		p->qproto = ip->protocol;
 		ports = (__be16 *)(ip + 1);
 		if (ip->ihl == 5 && (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) &&
