@@ -628,7 +628,9 @@ def watch(a):
             continue
         t = time.time()
         m = [x for x in s['alerts_active'] + s['alerts_recent']
-             if x['kind'] == a.kind and x['source'] == a.source
+             if x['kind'] == a.kind
+             and (x['source'] == a.source
+                  or (a.source.endswith('*') and x['source'].startswith(a.source[:-1])))
              and (not a.target or x['target'] == a.target)]
         if m and seen is None:
             seen, reported = t, min(x['reported_at'] for x in m)
@@ -744,7 +746,8 @@ def main():
     c.add_argument('--count', type=int, default=200); c.add_argument('--slots', type=int, default=4096)
     c = sub.add_parser('watch')
     c.add_argument('--port', type=int, required=True); c.add_argument('--kind', required=True)
-    c.add_argument('--source', required=True); c.add_argument('--blocked', action='store_true')
+    c.add_argument('--source', required=True, help='the alert source; a trailing * matches a prefix')
+    c.add_argument('--blocked', action='store_true')
     c.add_argument('--target', default='', help='and this target (default: any)')
     c.add_argument('--ready', required=True); c.add_argument('--timeout', type=float, default=12)
     c = sub.add_parser('sniff')

@@ -358,6 +358,30 @@ print(*("-" if r[k] is None else "%.6f" % r[k] for k in ("seen", "reported", "bl
 	sleep 1
 }
 
+# A process on the router (the socket layer watches the agent's own
+# namespace) failing to reach 12 distinct peers: conn_failures, naming it.
+local_failures() {
+	local name="a router process failing to reach 12 peers" t0 res seen wpid
+	wanted "$name" || return 0
+	rm -f "$LOG/watch.ready"
+	ip netns exec "$NSA" $TRAFFIC watch --port "$PORT" --kind conn_failures --source 'python3[*' \
+		--ready "$LOG/watch.ready" --timeout 10 >"$LOG/watch.out" 2>>"$LOG/rows.err" &
+	wpid=$!
+	for _ in $(seq 100); do [ -e "$LOG/watch.ready" ] && break; sleep 0.05; done
+	t0=$(now)
+	timeout 10 ip netns exec "$NSA" $TRAFFIC connect --to '198.19.12.1-12:873' --seconds 0.5 >>"$LOG/attacks.log" 2>&1 || true
+	wait "$wpid" 2>/dev/null || true
+	res=$(tail -1 "$LOG/watch.out")
+	seen=$(python3 -c 'import json, sys; r = json.loads(sys.argv[1]); print("-" if r["seen"] is None else "%.3f" % (r["seen"] - float(sys.argv[2])))' "$res" "$t0" 2>/dev/null || echo -)
+	if [ "$seen" != "-" ]; then
+		ok "attacks: $name: conn_failures naming python3[pid] in /status ${seen}s after it started"
+		MATRIX+=("attacks	$name	conn_failures:python3	${seen}s	n/a (a local process: alert only)")
+	else
+		fail "attacks: $name: no conn_failures alert"
+		MATRIX+=("attacks	$name	MISSED conn_failures	-	-")
+	fi
+}
+
 attack_corpus() {
 	local v=198.18.1 w=198.19.66
 	local nm="timeout 8 nmap -n -Pn -T4 --max-retries 1 -e $IFB"
@@ -386,6 +410,7 @@ attack_corpus() {
 		$TRAFFIC flood --iface "$IFB" --dst-mac "$WAN_MAC" --dst $v.110 --kind icmp --src-net 198.19.128.0/17 --random --seconds 3
 	attack "ICMP flood, one source" icmp_flood $w.9 $v.111 yes $w.9 \
 		timeout 4 hping3 -q --icmp --flood -a $w.9 $v.111
+	local_failures
 	local v6=2001:db8:1:: w6=2001:db8:66::
 	attack "IPv6 nmap -sS" scan_vertical ${w6}11 ${v6}101 yes ${w6}11 \
 		$nm -6 -sS -p 1-65535 -S ${w6}11 --host-timeout 6s ${v6}101
