@@ -300,6 +300,8 @@ blame() {
 	[ -z "$(named "$v")" ] && ok "slot collision (seed $seed, $v shares 198.18.0.2's slot): no alert names $v" \
 		|| fail "slot collision: alerts name $v: $(named "$v")"
 	! blocked "$v" && reach "$v" && ok "slot collision: $v not blocked, reaches the target" || fail "$v blocked"
+	# Counters reach /metrics at the next collection: wait up to 3 s.
+	for _ in $(seq 15); do scrape /metrics | grep -q '^netprobe_scan_untracked_total [1-9]' && break; sleep 0.2; done
 	scrape /metrics | grep -q '^netprobe_scan_untracked_total [1-9]' \
 		&& ok "slot collision: $v's probe counted as untracked, not in 198.18.0.2's slot" \
 		|| { fail "slot collision: netprobe_scan_untracked_total is 0 (no collision happened?)"; scrape /metrics | grep -E 'untracked|alerts_total.kind=.scan' >&2; alerts >&2; }
