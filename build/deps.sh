@@ -14,17 +14,17 @@ packages=(
 	procps         # e2e: sysctl (quiet IPv6 in the test namespaces)
 	util-linux     # e2e-hardening: unshare, setpriv (as nobody), prlimit, mountpoint
 	iputils-ping   # e2e traffic
-	iperf3         # e2e traffic (bounded TCP and UDP)
+	iperf3         # e2e traffic (bounded TCP and UDP); e2e-detect: downloads, speed tests, a VXLAN tunnel
 	curl           # e2e scrapes
 	prometheus     # promtool check metrics; e2e-dashboards: a real Prometheus with the rules; e2e-export: the remote_write receiver
 	nfdump         # e2e-export: nfcapd collects IPFIX, nfdump sums it per 5-tuple
 	pmacct         # e2e-export: nfacctd, a second IPFIX decoder
 	libfixbuf-tools # e2e-export: ipfixDump decodes IPFIX sent over TCP
 	openssl        # e2e-export: a CA and certificate for the https receiver
-	python3        # e2e: /status JSON checks; kernel tier and e2e: servers of build/sockets-traffic.py
-	nmap           # e2e-security: port scans
-	hping3         # e2e-security: floods
-	nftables       # e2e-sockets: drops one packet in ten (retransmits; no netem here)
+	python3        # e2e: /status JSON checks; kernel tier and e2e: servers of build/sockets-traffic.py; build/detect-traffic.py
+	nmap           # e2e-security, e2e-detect: port scans
+	hping3         # e2e-security, e2e-detect: floods
+	nftables       # e2e-sockets: drops one packet in ten (retransmits; no netem here); e2e-detect: the router's NAT
 	gcc-aarch64-linux-gnu # linker for aarch64-unknown-linux-musl (build/cross.sh)
 	qemu-user-static     # runner for the aarch64 unit/golden tests
 	qemu-system-x86      # build/boot-test.sh x86_64

@@ -280,16 +280,18 @@ t = [x for x in f if x["error"] == "ETIMEDOUT"][0]
 assert t["remote_port"] == 7002 and 2.0 < t["duration_seconds"] < 10, t
 assert s["connections"]["entries"] == 0, s["connections"]
 EOF
-	if python3 - "$LOG/status-lifecycle.json" "$B4" <<'EOF' 2>"$LOG/py-err"; then ok "$p /status: conn_failures alert (3 refused connects from one process, --conn-fail-threshold 3)"; else fail "$p /status conn_failures: $(cat "$LOG/py-err")"; fi
+	# conn_failures counts distinct peers (issue 21): one process retrying
+	# one refused service is a failing dependency, listed in the failures
+	# above, not an alert. (build/e2e-detect.sh raises one: a process
+	# failing to reach 12 peers.)
+	if python3 - "$LOG/status-lifecycle.json" <<'EOF' 2>"$LOG/py-err"; then ok "$p /status: no conn_failures alert (3 refused connects from one process to one peer, --conn-fail-threshold 3)"; else fail "$p /status conn_failures: $(cat "$LOG/py-err")"; fi
 import json, sys
 sec = json.load(open(sys.argv[1]))["security"]
 al = [a for a in sec["alerts_active"] + sec["alerts_recent"] if a["kind"] == "conn_failures"]
-assert al, sec
-a = [a for a in al if a["target"] == sys.argv[2]]
-assert a and a[0]["source"].startswith("python3[") and a[0]["port"] == 7009 and a[0]["count"] >= 3, al
+assert not al, al
 EOF
-	grep -q 'alert conn_failures: source python3\[' "$LOG/agent.log" && ok "$p agent log: one warning per conn_failures alert" ||
-		fail "$p agent log has no conn_failures warning"
+	! grep -q 'alert conn_failures' "$LOG/agent.log" && ok "$p agent log: no conn_failures warning" ||
+		fail "$p agent log has a conn_failures warning"
 }
 
 phase_held() {
@@ -539,7 +541,7 @@ static_checks
 setup_sockets_net
 bad_input
 # --conn-fail-threshold 3: the lifecycle's 3 refused connects from one
-# process raise a conn_failures alert.
+# process to one peer raise no conn_failures alert (distinct peers count).
 start_agent --conn-fail-threshold 3 || { fail "agent did not become healthy"; exit 1; }
 grep -q 'socket probes attached' "$LOG/agent.log" && ok "agent log: $(grep -o 'socket probes attached.*' "$LOG/agent.log")" ||
 	fail "agent log has no 'socket probes attached' line: $(cat "$LOG/agent.log")"

@@ -87,6 +87,7 @@ bash build/e2e-restart.sh target/release/netprobe-agent
 bash build/e2e-hotplug.sh target/release/netprobe-agent
 bash build/e2e-security.sh target/release/netprobe-agent
 bash build/e2e-hardening.sh target/release/netprobe-agent
+bash build/e2e-detect.sh target/release/netprobe-agent
 bash build/e2e-sockets.sh target/release/netprobe-agent
 bash build/e2e-dashboards.sh target/release/netprobe-agent
 bash build/e2e-page.sh target/release/netprobe-agent

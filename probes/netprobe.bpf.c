@@ -34,6 +34,8 @@
 #include "admission.h"
 #include "flow_seen.h"
 #include "clock.h"
+#include "hash.h"
+#include "conversation.h"
 #include "detect.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
@@ -120,14 +122,17 @@ static __always_inline __u32 np_detect_weight(const struct np_flow_ctx *fc)
 
 /*
  * Adds one packet of len bytes to the flow k (rx or tx), admitting new
- * flows. Returns 1 when the packet completes a TCP handshake: the first
- * ACK (without SYN) of a flow that so far has shown only a SYN. The SYN
- * flood detector weighs SYNs against these, not against every ACK, which
- * a busy destination receives plenty of and which would mask a flood.
+ * flows, and tells the detectors (*fr) what the flow table says about it:
+ * the entry and its conversation flags (conversation.h), whether the
+ * packet opened a flow or answered one, and whether it completed a TCP
+ * handshake: the first ACK (without SYN) of a flow that so far has shown
+ * only a SYN. The SYN flood detector weighs SYNs against these, not
+ * against every ACK, which a busy destination receives plenty of and
+ * which would mask a flood.
  */
-static __always_inline int np_flow_account(struct np_flow_key *k, struct np_packet_stats *st,
+static __always_inline void np_flow_account(struct np_flow_key *k, struct np_packet_stats *st,
 					    __u64 len, __u8 flags, int tx, __u64 now,
-					    struct np_flow_ctx *fc)
+					    struct np_flow_ctx *fc, struct np_flow_res *fr)
 {
 	struct np_admission *a = fc->a;
 	struct np_flow_stats *v = 0;
@@ -157,6 +162,8 @@ static __always_inline int np_flow_account(struct np_flow_key *k, struct np_pack
 			.last_seen_ns = now,
 			.tcp_flags = flags,
 		};
+		struct np_flow_stats *r = 0;
+		struct np_flow_key rk;
 		long err;
 
 		if (!a) /* not refilled yet; with admission off this stays NULL */
@@ -164,7 +171,19 @@ static __always_inline int np_flow_account(struct np_flow_key *k, struct np_pack
 		if (!np_admit(a, k->ifindex, now)) {
 			if (st)
 				st->flow_miss[NP_FLOW_NOT_ADMITTED]++;
-			return 0;
+			return;
+		}
+		/* Its other direction, once per new flow (conversation.h). */
+		if (np_reverse_key(&rk, k))
+			r = bpf_map_lookup_elem(&flow_stats, &rk);
+		if (r) {
+			nv.flags = NP_FLOW_REPLY;
+			/* A RST answer is a refusal, not a conversation. */
+			if (!(flags & NP_TCPF_RST)) {
+				nv.flags |= NP_FLOW_TWOWAY;
+				if (!(r->flags & NP_FLOW_TWOWAY))
+					r->flags |= NP_FLOW_TWOWAY;
+			}
 		}
 		c = tx ? &nv.tx : &nv.rx;
 		c->packets = 1;
@@ -172,9 +191,14 @@ static __always_inline int np_flow_account(struct np_flow_key *k, struct np_pack
 		err = bpf_map_update_elem(&flow_stats, k, &nv, BPF_NOEXIST);
 		if (err == 0) {
 			np_seen_mark(fc->seen, now);
+			if (k->proto == IPPROTO_UDP)
+				np_conv_stamp(k, now);
 			if (st)
 				st->flows_created++;
-			return 0;
+			fr->flags = nv.flags;
+			fr->event = r ? NP_FA_ANSWERED : NP_FA_OPENED;
+			fr->rev_tcp = r ? (__u8)r->tcp_flags : 0;
+			return;
 		}
 		/* -EEXIST: another CPU inserted it meanwhile; add to that entry */
 		if (err == -EEXIST)
@@ -182,10 +206,13 @@ static __always_inline int np_flow_account(struct np_flow_key *k, struct np_pack
 		if (!v) {
 			if (st)
 				st->flow_miss[NP_FLOW_UPDATE_FAILED]++;
-			return 0;
+			return;
 		}
 	}
 	np_seen_mark(fc->seen, now);
+	/* A UDP flow's conversation stamp, once per generation (conversation.h). */
+	if (k->proto == IPPROTO_UDP && ((v->last_seen_ns ^ now) >> NP_CONV_GEN_SHIFT))
+		np_conv_stamp(k, now);
 	c = tx ? &v->tx : &v->rx;
 	__sync_fetch_and_add(&c->packets, 1);
 	__sync_fetch_and_add(&c->bytes, len);
@@ -196,41 +223,75 @@ static __always_inline int np_flow_account(struct np_flow_key *k, struct np_pack
 	seen = v->tcp_flags;
 	if (flags & ~seen)
 		v->tcp_flags |= flags;
-	return (seen & (NP_TCPF_SYN | NP_TCPF_ACK)) == NP_TCPF_SYN &&
-	       (flags & (NP_TCPF_SYN | NP_TCPF_ACK)) == NP_TCPF_ACK;
+	fr->flags = v->flags;
+	fr->handshake = (seen & (NP_TCPF_SYN | NP_TCPF_ACK)) == NP_TCPF_SYN &&
+			(flags & (NP_TCPF_SYN | NP_TCPF_ACK)) == NP_TCPF_ACK;
 }
 
-/* The per-packet work shared by the three programs; hook is a constant.
- * Returns NP_VERDICT_DROP only when --mitigate=on matched the packet. */
-static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, __u64 len,
-				     __u32 hook)
-{
-	struct np_parse p = {};
-	struct np_flow_ctx fc;
+/* One packet's parse and flow-table results (probe-private). */
+struct np_pkt {
 	struct np_flow_key k;
-	struct np_packet_stats *st;
-	__u64 now;
-	__u32 skip, weight;
-	int handshake;
+	struct np_parse p;
+	struct np_flow_res fr;
+};
 
-	__builtin_memset(&k, 0, sizeof(k));
-	k.ifindex = ifindex;
-	skip = np_parse(data, data_end, &p, &k);
+/*
+ * Where np_handle keeps them, one per CPU (XDP and TC run with bottom
+ * halves off: nothing else on the CPU uses it meanwhile). Verifier: the
+ * parser takes about a hundred paths (VLAN depth, IPv6 extension chains,
+ * protocols), each with its own known values on the stack; read back from
+ * a map, those values are unknown to the verifier, so the paths join after
+ * the parse and the code after it (flow accounting, the detectors) is
+ * verified a few times, not once per path.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct np_pkt);
+} pkt_scratch SEC(".maps");
+
+/* The per-packet work shared by the three programs; hook is a constant.
+ * ingress_ifindex: where a packet leaving through TC egress came in (0:
+ * this host sent it). Returns NP_VERDICT_DROP only when --mitigate=on
+ * matched the packet. */
+static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, __u64 len,
+				     __u32 hook, __u32 ingress_ifindex)
+{
+	struct np_flow_ctx fc;
+	struct np_packet_stats *st;
+	struct np_pkt *x;
+	__u32 skip, weight, zero = 0;
+	__u64 now;
+
+	x = bpf_map_lookup_elem(&pkt_scratch, &zero);
+	if (!x)
+		return NP_VERDICT_PASS; /* cannot happen (one-entry array); fail open */
+	/* Zero what the parser and the flow accounting may leave unwritten:
+	 * the key, the parse's flags and port (8 bytes; the quoted address is
+	 * written whenever p.quoted is set), the flow results. */
+	__builtin_memset(&x->k, 0, sizeof(x->k));
+	__builtin_memset(&x->p, 0, 8);
+	_Static_assert(__builtin_offsetof(struct np_parse, qdst) == 8, "np_parse: flags, then qdst");
+	x->p.qproto = 0;
+	__builtin_memset(&x->fr, 0, sizeof(x->fr));
+	x->k.ifindex = ifindex;
+	skip = np_parse(data, data_end, &x->p, &x->k);
 
 	st = np_stats_get(ifindex, hook);
 	if (st) {
 		st->total.packets++;
 		st->total.bytes += len;
-		if (p.l3) {
+		if (x->p.l3) {
 			/* Verifier: bound the variable indices into l3[][]. */
-			if (p.family < NP_FAMILY_MAX && p.l4 < NP_L4_MAX) {
-				struct np_counter *c = &st->l3[p.family][p.l4];
+			if (x->p.family < NP_FAMILY_MAX && x->p.l4 < NP_L4_MAX) {
+				struct np_counter *c = &st->l3[x->p.family][x->p.l4];
 
 				c->packets++;
 				c->bytes += len;
 			}
-			if (p.tcp_flags) {
-				__u8 f = p.tcp_flags;
+			if (x->p.tcp_flags) {
+				__u8 f = x->p.tcp_flags;
 
 				if (f & NP_TCPF_SYN)
 					st->tcp_flags[f & NP_TCPF_ACK ? NP_TCP_SYNACK : NP_TCP_SYN]++;
@@ -248,7 +309,10 @@ static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, 
 			st->skip[skip & (NP_SKIP_MAX - 1)]++;
 	}
 
-	if (!p.l3)
+	/* Compiler: read the results back from the map from here on (see
+	 * pkt_scratch), rather than carry their per-path values in registers. */
+	asm volatile("" ::: "memory");
+	if (!x->p.l3)
 		return NP_VERDICT_PASS;
 	if (hook == NP_HOOK_TC_INGRESS) {
 		struct np_iface_config *cfg = bpf_map_lookup_elem(&iface_config, &ifindex);
@@ -257,18 +321,21 @@ static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, 
 			return NP_VERDICT_PASS; /* XDP already accounted and checked this packet */
 	}
 	now = np_now();
-	np_flow_prepare(&fc, &k, now);
+	np_flow_prepare(&fc, &x->k, now);
 	if (hook == NP_HOOK_TC_EGRESS) {
-		np_detect_egress(&p, &k, now, ifindex);
-		np_flow_account(&k, st, len, p.tcp_flags, 1, now, &fc);
+		weight = np_detect_weight(&fc);
+		np_flow_account(&x->k, st, len, x->p.tcp_flags, 1, now, &fc, &x->fr);
+		asm volatile("" ::: "memory"); /* as above, for the flow results */
+		np_detect_egress(&x->p, &x->k, now, ifindex, ingress_ifindex, weight, &x->fr);
 		return NP_VERDICT_PASS;
 	}
 	/* --mitigate=on: counted in packet_stats and detect_stats, no flow entry */
-	if (np_lists(&k, now, ifindex, 1) == NP_VERDICT_DROP)
+	if (np_lists(&x->k, now, ifindex, 1) == NP_VERDICT_DROP)
 		return NP_VERDICT_DROP;
 	weight = np_detect_weight(&fc); /* before the flow's refusal moves the sample */
-	handshake = np_flow_account(&k, st, len, p.tcp_flags, 0, now, &fc);
-	np_detect_ingress(&p, &k, len, now, ifindex, weight, handshake);
+	np_flow_account(&x->k, st, len, x->p.tcp_flags, 0, now, &fc, &x->fr);
+	asm volatile("" ::: "memory"); /* as above, for the flow results */
+	np_detect_ingress(&x->p, &x->k, len, now, ifindex, weight, &x->fr);
 	return NP_VERDICT_PASS;
 }
 
@@ -278,7 +345,7 @@ int netprobe_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 
-	if (np_handle(data, data_end, ctx->ingress_ifindex, data_end - data, NP_HOOK_XDP) ==
+	if (np_handle(data, data_end, ctx->ingress_ifindex, data_end - data, NP_HOOK_XDP, 0) ==
 	    NP_VERDICT_DROP)
 		return XDP_DROP; /* only with --mitigate=on */
 	return XDP_PASS;
@@ -291,7 +358,7 @@ static __always_inline int np_tc(struct __sk_buff *skb, __u32 hook, __u32 dir)
 	__u32 ifindex = skb->ifindex;
 	__u64 len = skb->len;
 
-	int verdict = np_handle(data, data_end, ifindex, len, hook);
+	int verdict = np_handle(data, data_end, ifindex, len, hook, skb->ingress_ifindex);
 
 	np_tc_device_add(ifindex, dir, NP_STAT_PACKETS, 1);
 	np_tc_device_add(ifindex, dir, NP_STAT_BYTES, len);

@@ -75,6 +75,9 @@ pub struct Collector {
     change_totals: ChangeCounters,
     /// The TCP socket layer, when set up (`set_sockets`).
     sockets: Option<crate::sockets::SocketLayer>,
+    /// Republications for new alerts: the second they count in, and how
+    /// many (see `publish_new_alerts`).
+    alert_published: (Option<Instant>, u32),
 }
 
 /// Interface changes /status keeps.
@@ -94,6 +97,7 @@ impl Collector {
             errors: 0,
             events: EventCounters::default(),
             security: crate::detect::Detector::default(),
+            alert_published: (None, 0),
             changes: std::collections::VecDeque::new(),
             change_totals: ChangeCounters::default(),
             sockets: None,
@@ -528,6 +532,7 @@ impl Collector {
     fn drain(&mut self, ring: &mut smol::Async<aya::maps::RingBuf<aya::maps::MapData>>) {
         // SAFETY: the ring buffer is only read here; its fd stays open.
         let rb = unsafe { ring.get_mut() };
+        let mut raised = false;
         while let Some(item) = rb.next() {
             if let Some(ev) = crate::abi::Event::from_bytes(&item) {
                 let alert = (ev.kind == crate::abi::detect::EVENT_ALERT)
@@ -536,10 +541,33 @@ impl Collector {
                 drop(item);
                 self.record_event(&ev);
                 if let Some(a) = alert {
-                    self.security.ingest(&a);
+                    raised |= self.security.ingest(&a);
                 }
             }
         }
+        if raised {
+            self.publish_new_alerts();
+        }
+    }
+
+    /// A new alert or block shows in /status at once, not at the next
+    /// collection: the last snapshot is republished with a fresh security
+    /// part, at most ALERT_PUBLISH_PER_SECOND times a second (beyond that,
+    /// a storm of new alerts waits for the next collection).
+    fn publish_new_alerts(&mut self) {
+        const ALERT_PUBLISH_PER_SECOND: u32 = 10;
+        let (start, n) = &mut self.alert_published;
+        if start.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            *start = Some(Instant::now());
+            *n = 0;
+        }
+        if *n >= ALERT_PUBLISH_PER_SECOND {
+            return;
+        }
+        *n += 1;
+        let mut s = self.published.load().snapshot.clone();
+        s.security = self.security.snapshot();
+        self.publish(s);
     }
 }
 

@@ -179,15 +179,36 @@ pub struct Args {
     )]
     pub scan_window: Duration,
 
-    /// distinct destination ports from one source within --scan-window that
-    /// make a vertical scan (default 25; 0 = off)
-    #[argh(option, default = "25")]
+    /// distinct destination ports one source failed to reach within
+    /// --scan-window (refused, or unanswered after --scan-reply-timeout;
+    /// answered connections do not count) that make a vertical scan
+    /// (default 25; 0 = off; at most 200)
+    #[argh(
+        option,
+        default = "25",
+        from_str_fn(crate::detect::parse_scan_threshold)
+    )]
     pub scan_ports: u32,
 
-    /// distinct destination hosts from one source within --scan-window that
-    /// make a horizontal scan (default 16; 0 = off)
-    #[argh(option, default = "16")]
+    /// distinct destination hosts one source failed to reach within
+    /// --scan-window that make a horizontal scan (default 16; 0 = off; at
+    /// most 200)
+    #[argh(
+        option,
+        default = "16",
+        from_str_fn(crate::detect::parse_scan_threshold)
+    )]
     pub scan_hosts: u32,
+
+    /// a connection attempt (SYN, first UDP datagram) not answered within
+    /// this long counts as a failed one for the scan detectors (default
+    /// 500ms; 10ms to 10s)
+    #[argh(
+        option,
+        default = "Duration::from_millis(500)",
+        from_str_fn(crate::detect::parse_reply_timeout)
+    )]
+    pub scan_reply_timeout: Duration,
 
     /// window of the flood detectors (default 100ms; 10ms to 1m)
     #[argh(
@@ -198,43 +219,69 @@ pub struct Args {
     pub flood_window: Duration,
 
     /// SYNs per second toward one destination beyond its completed
-    /// handshakes (half-open) that make a SYN flood (default 3000; 0 = off)
-    #[argh(option, default = "3000")]
+    /// handshakes (half-open) that make a SYN flood (default 3000; k, M
+    /// suffixes; 0 = off)
+    #[argh(option, default = "3000", from_str_fn(crate::detect::parse_rate))]
     pub syn_flood_rate: u64,
 
-    /// UDP packets per second toward one destination (default 20000; 0 = off)
-    #[argh(option, default = "20000")]
+    /// unsolicited UDP packets per second toward one destination: replies
+    /// and packets of two-way flows do not count (default 50000, 600
+    /// Mbit/s of 1500-byte datagrams; k, M suffixes; 0 = off)
+    #[argh(option, default = "50000", from_str_fn(crate::detect::parse_rate))]
     pub udp_flood_rate: u64,
 
-    /// ICMP/ICMPv6 packets per second toward one destination (default 2000; 0 = off)
-    #[argh(option, default = "2000")]
+    /// unsolicited ICMP/ICMPv6 packets per second toward one destination:
+    /// echo replies to its own pings do not count (default 2000; 0 = off)
+    #[argh(option, default = "2000", from_str_fn(crate::detect::parse_rate))]
     pub icmp_flood_rate: u64,
 
-    /// packets per second toward one destination, any protocol (default 0 = off)
-    #[argh(option, default = "0")]
+    /// unsolicited packets per second toward one destination, any protocol
+    /// (default 0 = off)
+    #[argh(option, default = "0", from_str_fn(crate::detect::parse_rate))]
     pub dst_pps: u64,
 
-    /// bits per second toward one destination (default 0 = off)
-    #[argh(option, default = "0")]
+    /// unsolicited bits per second toward one destination, e.g. 500M
+    /// (default 0 = off)
+    #[argh(option, default = "0", from_str_fn(crate::detect::parse_rate))]
     pub dst_bps: u64,
 
     /// packets per second received on one interface (default 0 = off)
-    #[argh(option, default = "0")]
+    #[argh(option, default = "0", from_str_fn(crate::detect::parse_rate))]
     pub iface_pps: u64,
 
-    /// bits per second received on one interface (default 0 = off)
-    #[argh(option, default = "0")]
+    /// bits per second received on one interface, e.g. 1G (default 0 = off)
+    #[argh(option, default = "0", from_str_fn(crate::detect::parse_rate))]
     pub iface_bps: u64,
 
-    /// RSTs and ICMP unreachables per second toward one address, i.e.
-    /// probing of closed ports (default 1000; 0 = off)
-    #[argh(option, default = "1000")]
+    /// refusals per second toward one prober: RSTs answering its probes
+    /// and ICMP unreachables (RSTs that end established connections do
+    /// not count) (default 1000; 0 = off)
+    #[argh(option, default = "1000", from_str_fn(crate::detect::parse_rate))]
     pub closed_port_rate: u64,
 
-    /// alert on connections (SYN, UDP) to ports outside this list, e.g.
+    /// alert on connection attempts (SYN, first UDP datagram; never
+    /// multicast or broadcast) to ports outside this list, e.g.
     /// 22,80,443,8000-8100 (default: no port policy)
     #[argh(option, from_str_fn(crate::detect::parse_ports))]
     pub allowed_ports: Option<Vec<u16>>,
+
+    /// the networks on this side of the gateway, CIDRs separated by commas;
+    /// `auto` stands for the default: the watched interfaces' own addresses
+    /// and connected prefixes, plus 10/8, 172.16/12, 192.168/16, 100.64/10
+    /// and fc00::/7. Alerts are about traffic from outside toward them;
+    /// their addresses are never blocked (printed at start)
+    #[argh(
+        option,
+        default = "crate::detect::home::HomeSpec::default()",
+        from_str_fn(crate::detect::home::HomeSpec::parse)
+    )]
+    pub home_networks: crate::detect::home::HomeSpec,
+
+    /// also alert (never block) on scans from home addresses and floods
+    /// toward addresses outside the home networks, as low-severity
+    /// outbound alerts (default: they raise nothing)
+    #[argh(switch)]
+    pub alert_outbound: bool,
 
     /// file of IPv4/IPv6 addresses or CIDRs, one per line (# comments):
     /// traffic from or to them raises an alert, and is dropped with --mitigate=on
@@ -246,9 +293,17 @@ pub struct Args {
     pub allowlist: Option<std::path::PathBuf>,
 
     /// off (default): never drop; dry-run: count what would be dropped; on:
-    /// drop blocklisted and detected scan/flood sources at XDP
+    /// drop blocklisted sources, and a scan/flood source outside the home
+    /// networks once it alone crossed a threshold in --block-after windows;
+    /// its packets that answer a conversation this side started still pass
     #[argh(option, default = "crate::detect::Mitigate::Off")]
     pub mitigate: crate::detect::Mitigate,
+
+    /// windows in which a source alone must cross a scan or flood
+    /// threshold before it is blocked: the alert and its repeats (default
+    /// 2; 2 to 10)
+    #[argh(option, default = "2", from_str_fn(crate::detect::parse_block_after))]
+    pub block_after: u32,
 
     /// how long a detected source stays blocked (default 60s)
     #[argh(
@@ -286,19 +341,22 @@ pub struct Args {
     )]
     pub conn_window: Duration,
 
-    /// failed outbound connections (refused, timed out, reset in the
-    /// handshake) from one process within --conn-window that raise a
-    /// conn_failures alert (default 20; 0 = off)
+    /// distinct peers one process failed to connect to (refused, timed
+    /// out, reset in the handshake) within --conn-window that raise a
+    /// conn_failures alert; one peer failing again and again is a failing
+    /// dependency, listed in /status failures (default 10; 0 = off; at
+    /// most 1024)
     #[argh(
         option,
-        default = "20",
+        default = "10",
         from_str_fn(crate::detect::parse_conn_fail_threshold)
     )]
     pub conn_fail_threshold: u32,
 
     /// distinct peers of TCP resets (sent or received) from one process, or
     /// one local address, within --conn-window that raise a reset_peers
-    /// alert (default 10; 0 = off; at most 1024)
+    /// alert; resets with which a local socket ends a connection it had
+    /// (a service stopping) do not count (default 10; 0 = off; at most 1024)
     #[argh(
         option,
         default = "10",
@@ -306,13 +364,18 @@ pub struct Args {
     )]
     pub reset_peers_threshold: u32,
 
-    /// per-source scan sketches in the kernel, a power of two (default 8192, 88 B each)
-    #[argh(option, default = "8192", from_str_fn(crate::detect::parse_slots))]
+    /// per-source scan slots in the kernel, a power of two (default 4096, 192 B each)
+    #[argh(option, default = "4096", from_str_fn(crate::detect::parse_slots))]
     pub scan_slots: u32,
 
     /// per-destination flood counters in the kernel, a power of two (default 4096, 64 B each)
     #[argh(option, default = "4096", from_str_fn(crate::detect::parse_slots))]
     pub flood_slots: u32,
+
+    /// seed of the detectors' slot hashes (default 0: a random one at
+    /// each start; set it only to reproduce a test)
+    #[argh(option, default = "0")]
+    pub hash_seed: u64,
 
     /// print the version and exit
     #[argh(switch)]

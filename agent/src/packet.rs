@@ -197,6 +197,12 @@ impl Frame {
         }
     }
 
+    /// Sets the destination MAC (default 02:00:00:00:00:02, unicast).
+    pub fn dst_mac(mut self, mac: [u8; 6]) -> Self {
+        self.dst_mac = mac;
+        self
+    }
+
     /// Adds an 802.1Q tag (after any tags already added).
     pub fn vlan(self, vid: u16) -> Self {
         self.tag(ETH_P_8021Q, vid)

@@ -99,6 +99,10 @@ pub enum Context {
     },
     /// `struct __sk_buff` for a TC program. `ifindex` 0 or 1 means loopback.
     Skb { ifindex: u32, mark: u32 },
+    /// A TC egress packet the host forwards: it came in on
+    /// `ingress_ifindex` (`skb->ingress_ifindex`; 0 for a packet the host
+    /// sends itself, as `Skb`).
+    SkbForwarded { ifindex: u32, ingress_ifindex: u32 },
 }
 
 /// One test run.
@@ -221,6 +225,17 @@ pub fn test_run(prog: BorrowedFd<'_>, run: &TestRun<'_>) -> Result<TestRunOutput
         Context::Skb { ifindex, mark } => {
             skb_ctx.ifindex = ifindex;
             skb_ctx.mark = mark;
+            (
+                &mut skb_ctx as *mut SkBuffHead as u64,
+                std::mem::size_of::<SkBuffHead>() as u32,
+            )
+        }
+        Context::SkbForwarded {
+            ifindex,
+            ingress_ifindex,
+        } => {
+            skb_ctx.ifindex = ifindex;
+            skb_ctx.ingress_ifindex = ingress_ifindex;
             (
                 &mut skb_ctx as *mut SkBuffHead as u64,
                 std::mem::size_of::<SkBuffHead>() as u32,

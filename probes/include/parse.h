@@ -66,7 +66,67 @@ struct np_parse {
 	__u8 family;    /* enum np_family */
 	__u8 l4;        /* enum np_l4 */
 	__u8 tcp_flags; /* TCP flag byte; 0 unless a whole TCP header parsed */
+	__u8 group;     /* 1: to a group, not one host: Ethernet multicast or broadcast, IP
+			 * multicast, 255.255.255.255 (detect.h: never a scan probe) */
+	__u8 quoted;    /* 1: an ICMP destination unreachable whose quoted packet parsed */
+	__u16 qport;    /* the quoted packet's destination port (TCP, UDP; else 0) */
+	/* The fields above are the 8 bytes the caller zeroes; qdst is
+	 * written in full whenever quoted is set. */
+	__u32 qdst[4];  /* its destination address */
+	__u8 qproto;    /* its IP protocol */
+	__u8 pad[3];
 };
+
+#define NP_ICMP_DEST_UNREACH 3
+#define NP_ICMP_FRAG_NEEDED 4 /* path MTU discovery, not a refusal */
+#define NP_ICMPV6_DEST_UNREACH 1
+
+/*
+ * The packet an ICMP or ICMPv6 destination unreachable quotes (not
+ * "fragmentation needed"): its destination and port are what was refused
+ * (detect.h counts the refusal toward the error's destination, the one
+ * that sent it). Fixed offsets only: an IPv4 header with options or an
+ * IPv6 extension header leaves the port 0.
+ */
+static __always_inline void np_parse_quoted(const struct np_icmphdr *ih, void *data_end,
+					    struct np_parse *p)
+{
+	void *q = (void *)(ih + 1);
+	__be16 *ports;
+
+	if (p->l4 == NP_L4_ICMP) {
+		struct iphdr *ip = q;
+
+		if (ih->type != NP_ICMP_DEST_UNREACH || ih->code == NP_ICMP_FRAG_NEEDED)
+			return;
+		if ((void *)(ip + 1) > data_end)
+			return;
+		p->quoted = 1;
+		p->qdst[0] = ip->daddr;
+		p->qdst[1] = 0;
+		p->qdst[2] = 0;
+		p->qdst[3] = 0;
+		p->qproto = ip->protocol;
+		ports = (__be16 *)(ip + 1);
+		if (ip->ihl == 5 && (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) &&
+		    (void *)(ports + 2) <= data_end)
+			p->qport = bpf_ntohs(ports[1]);
+	} else {
+		struct ipv6hdr *ip6 = q;
+
+		if (ih->type != NP_ICMPV6_DEST_UNREACH)
+			return;
+		if ((void *)(ip6 + 1) > data_end)
+			return;
+		p->quoted = 1;
+		__builtin_memcpy(p->qdst, &ip6->daddr, sizeof(p->qdst));
+		p->qproto = ip6->nexthdr;
+		ports = (__be16 *)(ip6 + 1);
+		if ((ip6->nexthdr == IPPROTO_TCP || ip6->nexthdr == IPPROTO_UDP) &&
+		    (void *)(ports + 2) <= data_end)
+			p->qport = bpf_ntohs(ports[1]);
+	}
+}
 
 static __always_inline int np_is_vlan(__be16 proto)
 {
@@ -131,6 +191,7 @@ static __always_inline __u32 np_parse_l4(void *l4, void *data_end,
 		if ((void *)(ih + 1) > data_end)
 			return NP_SKIP_SHORT_L4;
 		k->sport = (__u16)ih->type << 8 | ih->code;
+		np_parse_quoted(ih, data_end, p);
 		return NP_SKIP_NONE;
 	}
 	default:
@@ -161,6 +222,9 @@ static __always_inline __u32 np_parse_ipv4(void *cur, void *data_end,
 	k->proto = ip->protocol;
 	k->saddr[0] = ip->saddr;
 	k->daddr[0] = ip->daddr;
+	/* 224.0.0.0/4 multicast, or the limited broadcast */
+	if ((((__u8 *)&ip->daddr)[0] & 0xf0) == 0xe0 || ip->daddr == 0xffffffff)
+		p->group = 1;
 
 	/* Only the first fragment (offset 0) carries the L4 header. */
 	if (ip->frag_off & bpf_htons(NP_IP_OFFSET))
@@ -185,6 +249,8 @@ static __always_inline __u32 np_parse_ipv6(void *cur, void *data_end,
 	k->family = NP_FAMILY_IPV6;
 	__builtin_memcpy(k->saddr, &ip6->saddr, sizeof(k->saddr));
 	__builtin_memcpy(k->daddr, &ip6->daddr, sizeof(k->daddr));
+	if (((__u8 *)&ip6->daddr)[0] == 0xff) /* ff00::/8 multicast */
+		p->group = 1;
 	nexthdr = ip6->nexthdr;
 	cur = ip6 + 1;
 
@@ -247,6 +313,9 @@ static __always_inline __u32 np_parse(void *data, void *data_end,
 		return NP_SKIP_SHORT_ETH;
 	proto = eth->h_proto;
 	cur = eth + 1;
+	/* The group bit: multicast, or broadcast (ff:ff:ff:ff:ff:ff). */
+	if (eth->h_dest[0] & 1)
+		p->group = 1;
 
 #pragma unroll
 	for (int i = 0; i < NP_VLAN_MAX; i++) {

@@ -31,7 +31,13 @@ pub const DRY_LIST: usize = 4;
 pub const DRY_BLOCKED: usize = 5;
 pub const ALLOWED: usize = 6;
 pub const SYN_FAST: usize = 7;
+pub const SCAN_UNTRACKED: usize = 8;
+pub const PASS_ANSWER: usize = 9;
 pub const COUNTER_MAX: usize = 16;
+
+/// `NP_SPOOFED_SOURCES`: a flood whose source sketch has more bits set
+/// comes from many (random or spoofed) sources; no source is named.
+pub const SPOOFED_SOURCES: u32 = 4;
 
 /// `struct np_alert_event`: ring-buffer record of type [`EVENT_ALERT`].
 #[repr(C)]
@@ -49,8 +55,10 @@ pub struct AlertEvent {
     pub src: [u32; 4],
     pub dst: [u32; 4],
     pub window_ns: u64,
+    /// Floods: bits set in a 64-bit sketch of sources.
     pub sources: u32,
-    pub pad: u32,
+    /// The named source's own share of `value` (0: no source named).
+    pub own: u32,
 }
 
 impl AlertEvent {
@@ -62,8 +70,10 @@ impl AlertEvent {
         // SAFETY: length checked; AlertEvent is plain old data, read unaligned.
         Some(unsafe { std::ptr::read_unaligned(b.as_ptr() as *const AlertEvent) })
     }
-    pub fn src_ip(&self) -> IpAddr {
-        super::ip_of(self.family, &self.src)
+    /// The named source; `None` when the probe named none (many or
+    /// unattributed sources: `src` is all zero).
+    pub fn src_ip(&self) -> Option<IpAddr> {
+        (self.src != [0; 4]).then(|| super::ip_of(self.family, &self.src))
     }
     pub fn dst_ip(&self) -> IpAddr {
         super::ip_of(self.family, &self.dst)

@@ -217,8 +217,14 @@ pub struct FlowStats {
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
     pub tcp_flags: u32,
-    pub pad: u32,
+    /// `enum np_flow_flag`: [`FLOW_REPLY`], [`FLOW_TWOWAY`].
+    pub flags: u32,
 }
+
+/// `enum np_flow_flag`: created after its reverse (the other side started).
+pub const FLOW_REPLY: u32 = 1 << 0;
+/// `enum np_flow_flag`: both directions carry traffic (a conversation).
+pub const FLOW_TWOWAY: u32 = 1 << 1;
 
 /// `enum np_iface_flag`
 pub const IFACE_XDP_ATTACHED: u32 = 1 << 0;

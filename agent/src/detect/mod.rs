@@ -3,11 +3,14 @@
 //! The probes (`probes/include/detect.h`) keep windowed counters in fixed
 //! arrays and write one alert record per key, kind and window to the events
 //! ring buffer when a threshold is crossed. [`engine::Engine`] turns those
-//! records into alerts (dedup, active/recent, bounded), logs one `warn!`
-//! per new alert, and decides mitigation; [`kernel::DetectMaps`] applies
-//! its decisions to the kernel maps.
+//! records into alerts (dedup, active/recent, bounded), keeps apart what
+//! home hosts do themselves ([`home`]), logs one `warn!` per new alert, and
+//! decides mitigation; [`kernel::DetectMaps`] applies its decisions to the
+//! kernel maps. `docs/detection.md` has the rules.
 
 pub mod engine;
+pub mod hash;
+pub mod home;
 pub mod kernel;
 pub mod render;
 
@@ -107,10 +110,12 @@ pub const KINDS: [u32; 14] = [
 pub struct DetectConfig {
     pub enabled: bool,
     pub scan_window: Duration,
-    /// Distinct destination ports from one source per scan window.
+    /// Distinct destination ports one source failed to reach per scan window.
     pub scan_ports: u32,
-    /// Distinct destination hosts from one source per scan window.
+    /// Distinct destination hosts one source failed to reach per scan window.
     pub scan_hosts: u32,
+    /// An attempt unanswered this long has failed.
+    pub scan_reply_timeout: Duration,
     pub flood_window: Duration,
     pub syn_flood_rate: u64,
     pub udp_flood_rate: u64,
@@ -124,6 +129,16 @@ pub struct DetectConfig {
     pub allowed_ports: Option<Vec<u16>>,
     pub mitigate: Mitigate,
     pub block_duration: Duration,
+    /// Windows in which a source alone crossed a threshold before a block.
+    pub block_after: u32,
+    /// The home side (`--home-networks`) and the interfaces whose
+    /// addresses `auto` stands for.
+    pub home: home::HomeSpec,
+    pub home_interfaces: Option<crate::config::InterfaceFilter>,
+    /// Alert (never block) on what home hosts do themselves.
+    pub alert_outbound: bool,
+    /// Seed of the probes' slot hashes (0 in the flags: random).
+    pub hash_seed: u64,
     pub scan_slots: u32,
     pub flood_slots: u32,
     pub max_blocked: u32,
@@ -149,9 +164,10 @@ impl Default for DetectConfig {
             scan_window: Duration::from_secs(2),
             scan_ports: 25,
             scan_hosts: 16,
+            scan_reply_timeout: Duration::from_millis(500),
             flood_window: Duration::from_millis(100),
             syn_flood_rate: 3000,
-            udp_flood_rate: 20_000,
+            udp_flood_rate: 50_000,
             icmp_flood_rate: 2000,
             dst_pps: 0,
             dst_bps: 0,
@@ -161,7 +177,12 @@ impl Default for DetectConfig {
             allowed_ports: None,
             mitigate: Mitigate::Off,
             block_duration: Duration::from_secs(60),
-            scan_slots: 8192,
+            block_after: 2,
+            home: home::HomeSpec::default(),
+            home_interfaces: None,
+            alert_outbound: false,
+            hash_seed: 0,
+            scan_slots: 4096,
             flood_slots: 4096,
             max_blocked: 4096,
             max_list_entries: 65536,
@@ -170,20 +191,15 @@ impl Default for DetectConfig {
             blocklist: Vec::new(),
             allowlist: Vec::new(),
             conn_window: Duration::from_secs(10),
-            conn_fail_threshold: 20,
+            conn_fail_threshold: 10,
             reset_peers_threshold: 10,
         }
     }
 }
 
-/// Bits of the probes' 256-bit linear-counting sketch expected set after
-/// `n` distinct values: m(1 - e^(-n/m)), rounded down, at least 1.
-pub fn sketch_bits(n: u32) -> u32 {
-    if n == 0 {
-        return 0;
-    }
-    let m = 256.0f64;
-    ((m * (1.0 - (-(f64::from(n)) / m).exp())).floor() as u32).clamp(1, 256)
+/// Ticks of the probes' pending-attempt clock (2^20 ns, `NP_TICK_SHIFT`).
+pub fn reply_ticks(d: Duration) -> u32 {
+    (d.as_nanos() >> 20).clamp(1, u128::from(u16::MAX / 2)) as u32
 }
 
 /// A per-second rate as a count per window (0 stays 0: disabled).
@@ -207,13 +223,13 @@ impl DetectConfig {
                 "cfg_scan_window_ns",
                 Global::U64(self.scan_window.as_nanos() as u64),
             ),
+            // One sketch bit per distinct failure, never more: N bits set
+            // means at least N distinct ports (hosts) failed.
+            ("cfg_scan_ports", Global::U32(self.scan_ports)),
+            ("cfg_scan_hosts", Global::U32(self.scan_hosts)),
             (
-                "cfg_scan_port_bits",
-                Global::U32(sketch_bits(self.scan_ports)),
-            ),
-            (
-                "cfg_scan_host_bits",
-                Global::U32(sketch_bits(self.scan_hosts)),
+                "cfg_reply_ticks",
+                Global::U32(reply_ticks(self.scan_reply_timeout)),
             ),
             ("cfg_flood_window_ns", Global::U64(fw.as_nanos() as u64)),
             ("cfg_syn_flood", w32(self.syn_flood_rate)),
@@ -238,8 +254,39 @@ impl DetectConfig {
             ("cfg_mitigate", Global::U32(self.mitigate.probe_value())),
             ("cfg_scan_mask", Global::U32(self.scan_slots - 1)),
             ("cfg_flood_mask", Global::U32(self.flood_slots - 1)),
+            ("cfg_hash_seed", Global::U64(self.hash_seed)),
         ]
     }
+
+    /// Thresholds of the blockable kinds as the probes count them per
+    /// window: a source is blocked only when its own count reached them.
+    pub fn window_thresholds(&self) -> [u64; k::KIND_MAX] {
+        let fw = self.flood_window;
+        let mut t = [0u64; k::KIND_MAX];
+        t[k::SCAN_VERTICAL as usize] = u64::from(self.scan_ports);
+        t[k::SCAN_HORIZONTAL as usize] = u64::from(self.scan_hosts);
+        t[k::SYN_FLOOD as usize] = per_window(self.syn_flood_rate, fw);
+        t[k::UDP_FLOOD as usize] = per_window(self.udp_flood_rate, fw);
+        t[k::ICMP_FLOOD as usize] = per_window(self.icmp_flood_rate, fw);
+        t[k::DST_PPS as usize] = per_window(self.dst_pps, fw);
+        t[k::DST_BPS as usize] = per_window(self.dst_bps / 8, fw);
+        t
+    }
+}
+
+/// A random seed for the probes' slot hashes, from the kernel (getrandom).
+pub fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        // Never seen on 3.17+; still better than a fixed seed.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        return (t.as_nanos() as u64) ^ (u64::from(std::process::id()) << 32) | 1;
+    }
+    u64::from_ne_bytes(b) | 1
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -304,12 +351,18 @@ mod tests {
         assert_eq!(per_window(3000, Duration::from_millis(100)), 300);
         assert_eq!(per_window(1, Duration::from_millis(100)), 1);
         assert_eq!(per_window(0, Duration::from_millis(100)), 0);
-        assert_eq!(sketch_bits(25), 23);
-        assert_eq!(sketch_bits(16), 15);
-        assert_eq!(sketch_bits(1), 1);
-        assert_eq!(sketch_bits(100_000), 256);
         let g = DetectConfig::default().globals();
         assert!(g.contains(&("cfg_syn_flood", Global::U32(300))));
+        assert!(
+            g.contains(&("cfg_scan_hosts", Global::U32(16))),
+            "16 means 16"
+        );
+        assert!(g.contains(&("cfg_scan_ports", Global::U32(25))));
+        assert!(g.contains(&("cfg_reply_ticks", Global::U32(476))));
+        assert!(g.contains(&("cfg_udp_flood", Global::U32(5000))));
+        let t = DetectConfig::default().window_thresholds();
+        assert_eq!(t[k::SYN_FLOOD as usize], 300);
+        assert_eq!(t[k::SCAN_HORIZONTAL as usize], 16);
         assert!(
             g.contains(&("cfg_mitigate", Global::U32(0))),
             "off by default"
@@ -333,6 +386,67 @@ mod tests {
         assert_eq!(parse_slots("4096"), Ok(4096));
         assert!(parse_slots("1000").is_err());
         assert!(parse_window("5ms").is_err() && parse_window("100ms").is_ok());
+        assert_eq!(parse_rate("50k"), Ok(50_000));
+        assert_eq!(parse_rate("1G"), Ok(1_000_000_000));
+        assert_eq!(parse_rate("2.5M"), Ok(2_500_000));
+        assert_eq!(parse_rate("300"), Ok(300));
+        assert!(parse_rate("1x").is_err() && parse_rate("-1").is_err() && parse_rate("").is_err());
+        assert!(parse_scan_threshold("201").is_err() && parse_scan_threshold("0") == Ok(0));
+        assert!(parse_block_after("1").is_err() && parse_block_after("2") == Ok(2));
+        assert!(parse_reply_timeout("5ms").is_err() && parse_reply_timeout("1s").is_ok());
+    }
+}
+
+/// A rate: a whole number with an optional k, M or G (x1000 each), e.g.
+/// `50k` packets per second or `1G` bits per second.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, scale) = match t.char_indices().last() {
+        Some((i, 'k')) => (&t[..i], 1e3),
+        Some((i, 'M')) => (&t[..i], 1e6),
+        Some((i, 'G')) => (&t[..i], 1e9),
+        _ => (t, 1.0),
+    };
+    let v: f64 = num
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0 && !num.starts_with('+'))
+        .ok_or_else(|| format!("rate '{s}' is not a number with an optional k, M or G"))?;
+    let r = (v * scale).round();
+    if r > 1e15 {
+        return Err(format!("rate '{s}' is too large"));
+    }
+    Ok(r as u64)
+}
+
+/// `--scan-ports`, `--scan-hosts`: 0 (off) to 200 (the sketch has 256 bits).
+pub fn parse_scan_threshold(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(v) if v <= 200 => Ok(v),
+        _ => Err(format!(
+            "scan threshold '{s}' is not a whole number from 0 to 200"
+        )),
+    }
+}
+
+/// `--scan-reply-timeout`: 10ms to 10s.
+pub fn parse_reply_timeout(s: &str) -> Result<Duration, String> {
+    let d = crate::config::parse_duration(s)?;
+    if d < Duration::from_millis(10) || d > Duration::from_secs(10) {
+        return Err(format!(
+            "scan reply timeout '{s}' is out of range (10ms to 10s)"
+        ));
+    }
+    Ok(d)
+}
+
+/// `--block-after`: 2 to 10 windows (a block always needs a repeat).
+pub fn parse_block_after(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(v) if (2..=10).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "block after '{s}' is not a whole number from 2 to 10"
+        )),
     }
 }
 
@@ -345,12 +459,12 @@ pub fn parse_max_alerts(s: &str) -> Result<usize, String> {
     }
 }
 
-/// `--conn-fail-threshold`: 0 (off) to 100000.
+/// `--conn-fail-threshold`: 0 (off) to 1024 (the peers are kept per process).
 pub fn parse_conn_fail_threshold(s: &str) -> Result<u32, String> {
     match s.trim().parse::<u32>() {
-        Ok(v) if v <= 100_000 => Ok(v),
+        Ok(v) if v <= 1024 => Ok(v),
         _ => Err(format!(
-            "connection failure threshold '{s}' is not a whole number from 0 to 100000"
+            "connection failure threshold '{s}' is not a whole number from 0 to 1024"
         )),
     }
 }
@@ -397,6 +511,7 @@ impl DetectConfig {
             scan_window: a.scan_window,
             scan_ports: a.scan_ports,
             scan_hosts: a.scan_hosts,
+            scan_reply_timeout: a.scan_reply_timeout,
             flood_window: a.flood_window,
             syn_flood_rate: a.syn_flood_rate,
             udp_flood_rate: a.udp_flood_rate,
@@ -409,6 +524,15 @@ impl DetectConfig {
             allowed_ports: a.allowed_ports.clone(),
             mitigate: a.mitigate,
             block_duration: a.block_duration,
+            block_after: a.block_after,
+            home: a.home_networks.clone(),
+            home_interfaces: a.interface_filter()?,
+            alert_outbound: a.alert_outbound,
+            hash_seed: if a.hash_seed == 0 {
+                random_seed()
+            } else {
+                a.hash_seed
+            },
             scan_slots: a.scan_slots,
             flood_slots: a.flood_slots,
             max_blocked: a.max_blocked,
@@ -430,6 +554,9 @@ impl DetectConfig {
             max_alerts: self.max_alerts,
             mitigate: self.mitigate,
             block_duration: self.block_duration,
+            block_after: self.block_after,
+            thresholds: self.window_thresholds(),
+            alert_outbound: self.alert_outbound,
             max_blocked: self.max_blocked as usize,
             allowlist: self.allowlist.clone(),
             conn_window: self.conn_window,
@@ -451,9 +578,17 @@ pub struct Detector {
 }
 
 impl Detector {
+    /// The engine with the home networks read from the interfaces now
+    /// (logged: alerts and blocks depend on them).
     pub fn new(cfg: &DetectConfig, maps: Option<kernel::DetectMaps>) -> Detector {
+        let mut engine = engine::Engine::new(cfg.engine());
+        let home = home::Home::new(cfg.home.clone(), cfg.home_interfaces.clone());
+        if cfg.enabled {
+            log::info!("{}", home.describe());
+        }
+        engine.set_home(home);
         Detector {
-            engine: engine::Engine::new(cfg.engine()),
+            engine,
             maps,
             enabled: cfg.enabled,
             mitigate: cfg.mitigate,
@@ -462,12 +597,16 @@ impl Detector {
     }
 
     /// One alert record from the ring buffer: alert, log, block at once.
-    pub fn ingest(&mut self, ev: &k::AlertEvent) {
+    /// True when it raised a new alert or decided a block (worth showing
+    /// in /status before the next collection).
+    pub fn ingest(&mut self, ev: &k::AlertEvent) -> bool {
         self.received += 1;
+        let raised: u64 = self.engine.raised().iter().sum();
         let actions = self.engine.ingest(ev, engine::Clock::now());
         if let Some(m) = self.maps.as_mut() {
             m.apply(&actions);
         }
+        !actions.is_empty() || self.engine.raised().iter().sum::<u64>() != raised
     }
 
     /// Connection events from the socket layer, for the connection
@@ -483,7 +622,15 @@ impl Detector {
     }
 
     /// Expires alerts and blocks, reads the kernel counters; for a snapshot.
+    /// Reads the home networks again (interfaces come and go).
     pub fn snapshot(&mut self) -> render::SecuritySnapshot {
+        if self.enabled {
+            let mut home = self.engine.home().clone();
+            if home.refresh() {
+                log::info!("{}", home.describe());
+            }
+            self.engine.set_home(home);
+        }
         let unblock = self.engine.tick(engine::Clock::now());
         let mut s = render::SecuritySnapshot {
             detection: self.enabled,
@@ -505,6 +652,8 @@ impl Detector {
                         would_drop_blocklist: c[k::DRY_LIST],
                         would_drop_detected: c[k::DRY_BLOCKED],
                         allowlist_passed: c[k::ALLOWED],
+                        answers_passed: c[k::PASS_ANSWER],
+                        scan_untracked: c[k::SCAN_UNTRACKED],
                     };
                     s.rules = r.rules;
                 }
@@ -521,6 +670,14 @@ impl Detector {
             .collect();
         s.raised = *self.engine.raised();
         s.active = self.engine.active_by_kind();
+        s.outbound = *self.engine.outbound_suppressed();
+        s.home_networks = self
+            .engine
+            .home()
+            .nets()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
         s
     }
 }

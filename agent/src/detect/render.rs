@@ -24,11 +24,16 @@ pub struct SecuritySnapshot {
     pub blocked_sources: Vec<BlockDecision>,
     /// Per-rule counters of the blocklist and allowlist (first 1000 rules).
     pub rules: Vec<RuleHits>,
+    /// `--home-networks` as resolved now (auto: from the interfaces).
+    pub home_networks: Vec<String>,
     pub counters: SecurityCounters,
     #[serde(skip)]
     pub raised: [u64; k::KIND_MAX],
     #[serde(skip)]
     pub active: [u64; k::KIND_MAX],
+    /// Records about home hosts' own behaviour not raised, per kind.
+    #[serde(skip)]
+    pub outbound: [u64; k::KIND_MAX],
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -43,6 +48,12 @@ pub struct SecurityCounters {
     pub would_drop_blocklist: u64,
     pub would_drop_detected: u64,
     pub allowlist_passed: u64,
+    /// Blocked sources' packets passed: they answer a conversation this
+    /// side started.
+    pub answers_passed: u64,
+    /// Attempts or failures not counted: the source's scan slot was held
+    /// by another source with failures.
+    pub scan_untracked: u64,
 }
 
 impl SecuritySnapshot {
@@ -92,6 +103,20 @@ pub fn render_metrics(out: &mut String, s: &SecuritySnapshot) {
     let c = &s.counters;
     family(
         out,
+        "netprobe_alerts_outbound_suppressed_total",
+        "counter",
+        "Threshold crossings by home hosts' own traffic (scans from a home address, floods toward outside) not raised as alerts; --alert-outbound raises them.",
+    );
+    for kd in KINDS {
+        let _ = writeln!(
+            out,
+            "netprobe_alerts_outbound_suppressed_total{{kind=\"{}\"}} {}",
+            kind_name(kd),
+            s.outbound[kd as usize]
+        );
+    }
+    family(
+        out,
         "netprobe_alert_events_total",
         "counter",
         "Alert records the probes wrote to the ring buffer.",
@@ -128,6 +153,24 @@ pub fn render_metrics(out: &mut String, s: &SecuritySnapshot) {
         "netprobe_allowlist_passed_total {}",
         c.allowlist_passed
     );
+    family(
+        out,
+        "netprobe_mitigation_answers_passed_total",
+        "counter",
+        "Packets of blocked sources passed because they answer a conversation this side started.",
+    );
+    let _ = writeln!(
+        out,
+        "netprobe_mitigation_answers_passed_total {}",
+        c.answers_passed
+    );
+    family(
+        out,
+        "netprobe_scan_untracked_total",
+        "counter",
+        "Connection attempts or failures the scan detectors could not count: the source's slot was held by another source with failures (raise --scan-slots).",
+    );
+    let _ = writeln!(out, "netprobe_scan_untracked_total {}", c.scan_untracked);
     family(
         out,
         "netprobe_blocked_sources",

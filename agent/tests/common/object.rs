@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd};
 
-use aya::maps::{HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::programs::{SchedClassifier, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use netprobe::abi::detect::{self, AlertEvent};
@@ -13,7 +13,7 @@ use netprobe::abi::{
 };
 use netprobe::detect::Global;
 use netprobe::probes;
-use netprobe::testrun::{test_run, TestRun, TestRunOutput};
+use netprobe::testrun::{test_run, Context, TestRun, TestRunOutput};
 
 use super::Prog;
 
@@ -85,6 +85,13 @@ impl Probes {
 
     pub fn run(&self, prog: Prog, bytes: &[u8], ifindex: u32) -> TestRunOutput {
         let run = TestRun::new(bytes).context(prog.context(ifindex));
+        test_run(self.fd(prog), &run)
+            .unwrap_or_else(|e| panic!("{} on {} bytes: {e}", prog.name(), bytes.len()))
+    }
+
+    /// One run with an explicit context (e.g. a forwarded TC egress packet).
+    pub fn run_ctx(&self, prog: Prog, bytes: &[u8], ctx: Context) -> TestRunOutput {
+        let run = TestRun::new(bytes).context(ctx);
         test_run(self.fd(prog), &run)
             .unwrap_or_else(|e| panic!("{} on {} bytes: {e}", prog.name(), bytes.len()))
     }
@@ -184,6 +191,41 @@ impl Probes {
             }
         }
         out
+    }
+
+    /// detect_stats summed over CPUs.
+    pub fn detect_stats(&self) -> detect::DetectStats {
+        let m: PerCpuArray<&MapData, detect::DetectStats> =
+            PerCpuArray::try_from(self.map(probes::MAP_DETECT_STATS)).unwrap();
+        let mut sum = detect::DetectStats::default();
+        for v in m.get(&0, 0).expect("reading detect_stats").iter() {
+            sum.add(v);
+        }
+        sum
+    }
+
+    /// Blocks `ip` (as the agent does after an alert), until forever.
+    pub fn block(&mut self, ip: std::net::IpAddr) {
+        let map = self.ebpf.map_mut(probes::MAP_BLOCKED_SOURCES).unwrap();
+        let mut m: HashMap<&mut MapData, detect::LpmKey, detect::Block> =
+            HashMap::try_from(map).unwrap();
+        let prefix = if ip.is_ipv4() { 32 } else { 128 };
+        let b = detect::Block {
+            expires_ns: u64::MAX,
+            hits: 0,
+            kind: detect::SCAN_VERTICAL,
+            pad: 0,
+        };
+        m.insert(detect::LpmKey::new(ip, prefix), b, 0)
+            .expect("writing blocked_sources");
+    }
+
+    /// The owner hash of scan_state slot `idx` (its second word; the slot
+    /// is probe-private, `struct np_scan_slot`).
+    pub fn scan_slot_owner(&self, idx: u32) -> u64 {
+        let m: Array<&MapData, [u64; 24]> =
+            Array::try_from(self.map(probes::MAP_SCAN_STATE)).unwrap();
+        m.get(&idx, 0).expect("reading scan_state")[1]
     }
 
     pub fn admission(&self, cpu: usize) -> Admission {

@@ -12,14 +12,14 @@
 enum np_alert_kind {
 	NP_ALERT_SCAN_VERTICAL = 1,   /* one source, many ports */
 	NP_ALERT_SCAN_HORIZONTAL = 2, /* one source, many hosts */
-	NP_ALERT_SYN_FLOOD = 3,       /* SYNs toward a destination, more than its ACKs */
-	NP_ALERT_UDP_FLOOD = 4,
-	NP_ALERT_ICMP_FLOOD = 5,      /* ICMP or ICMPv6 */
-	NP_ALERT_DST_PPS = 6,         /* packets per second toward a destination */
-	NP_ALERT_DST_BPS = 7,         /* bytes per second toward a destination */
+	NP_ALERT_SYN_FLOOD = 3,       /* half-open SYNs toward a destination */
+	NP_ALERT_UDP_FLOOD = 4,       /* unsolicited UDP toward a destination */
+	NP_ALERT_ICMP_FLOOD = 5,      /* unsolicited ICMP or ICMPv6 */
+	NP_ALERT_DST_PPS = 6,         /* unsolicited packets per second toward a destination */
+	NP_ALERT_DST_BPS = 7,         /* unsolicited bytes per second toward a destination */
 	NP_ALERT_IFACE_PPS = 8,       /* packets per second on an interface */
 	NP_ALERT_IFACE_BPS = 9,
-	NP_ALERT_CLOSED_PORTS = 10,   /* burst of RSTs / ICMP unreachables toward a prober */
+	NP_ALERT_CLOSED_PORTS = 10,   /* burst of refusals (RST to a probe, ICMP unreachable) toward a prober */
 	NP_ALERT_PORT_POLICY = 11,    /* connection to a port outside the allowed ports */
 	NP_ALERT_BLOCKLIST = 12,      /* traffic from or to a blocklisted address */
 	NP_ALERT_KIND_MAX = 16,
@@ -35,14 +35,20 @@ struct np_alert_event {
 	__u8 family;        /* enum np_family */
 	__u8 proto;         /* IPPROTO_* of the packet that crossed */
 	__u16 port;         /* destination port of that packet (scans: the port swept) */
-	__u32 src[4];       /* source (closed-port probing: the prober); network order */
+	__u32 src[4];       /* source: the scanner, the prober, the flood's named source;
+			     * zero when no single source is named; network order */
 	__u32 dst[4];
 	__u64 window_ns;    /* window the count is over */
 	__u32 sources;      /* floods: bits set in a 64-bit sketch of sources (many: spoofed) */
-	__u32 pad;
+	__u32 own;          /* src's own share of value in the window (scans, closed ports:
+			     * all of it; floods: its unsolicited packets); 0 when src is zero */
 };
 
 #define NP_EVENT_ALERT 2
+
+/* Floods whose source sketch has more bits set than this come from many
+ * (random or spoofed) sources: the alert names none (src zero). */
+#define NP_SPOOFED_SOURCES 4
 
 /* Index of np_detect_stats.c (per CPU). */
 enum np_detect_counter {
@@ -54,6 +60,10 @@ enum np_detect_counter {
 	NP_DET_DRY_BLOCKED = 5,
 	NP_DET_ALLOWED = 6,       /* matched a rule but allowlisted: passed */
 	NP_DET_SYN_FAST = 7,      /* SYN not looked up in flow_stats: CPU in flood mode */
+	NP_DET_SCAN_UNTRACKED = 8,/* an attempt or failure not counted: its source's scan slot
+				   * belongs to another source with failures this window */
+	NP_DET_PASS_ANSWER = 9,   /* a blocked source's packet passed: it answers a conversation
+				   * the other side started */
 	NP_DET_COUNTER_MAX = 16,
 };
 

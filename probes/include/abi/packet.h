@@ -144,7 +144,22 @@ struct np_flow_stats {
 	__u64 first_seen_ns;
 	__u64 last_seen_ns;
 	__u32 tcp_flags; /* OR of the TCP flag bytes seen (FIN=0x01 SYN=0x02 RST=0x04 ...) */
-	__u32 pad;
+	__u32 flags;     /* enum np_flow_flag */
+};
+
+/*
+ * What the flow table knows of a flow's other direction (the same key with
+ * addresses and ports swapped, on the same interface), set when an entry
+ * is created and read by the detectors (detect.h): a conversation is not a
+ * scan, a flood or a reason to block.
+ */
+enum np_flow_flag {
+	/* Created after its reverse: the other side started the conversation. */
+	NP_FLOW_REPLY = 1 << 0,
+	/* Both directions carry traffic and the answer was not a refusal (RST);
+	 * or, for UDP, the other side sends to this side's destination port
+	 * (a tunnel whose source ports differ per direction, e.g. VXLAN). */
+	NP_FLOW_TWOWAY = 1 << 1,
 };
 
 /* iface_config value: what the agent attached on an interface. */
