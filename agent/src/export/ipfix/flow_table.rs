@@ -138,7 +138,7 @@ mod tests {
             first_seen_ns: 10,
             last_seen_ns: 20,
             tcp_flags: 0x12,
-            pad: 0,
+            flags: 0,
         };
         let e = FlowEntry::from_abi(&k, &v);
         assert_eq!(e.key.src, "198.18.0.1".parse::<IpAddr>().unwrap());
