@@ -4,11 +4,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, warn};
 
 use crate::abi::{Counter, FlowKey, FlowStats, Hook, FAMILY_IPV4};
+use crate::clock::{boottime_ns, unix_seconds};
 use crate::config::InterfaceFilter;
 use crate::manager::{Error, Manager};
 use crate::snapshot::{
@@ -629,23 +630,6 @@ pub fn top_flows(
             }
         })
         .collect()
-}
-
-fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
-}
-
-/// CLOCK_BOOTTIME in ns: the clock of bpf_ktime_get_boot_ns().
-pub fn boottime_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer; CLOCK_BOOTTIME exists on every supported kernel.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! [`collect_once`]: collector::Collector::collect_once
 
 pub mod abi;
+pub mod clock;
 pub mod collector;
 pub mod config;
 pub mod detect;

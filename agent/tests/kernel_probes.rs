@@ -947,7 +947,7 @@ fn flood_skips_unseen_flows_and_finds_idle_ones_again() {
 
     // Age every stamp by 128 generations: b is now an idle flow, as if
     // last seen minutes ago, and looks new to the filter.
-    let stale = ((netprobe::collector::boottime_ns() >> 30) as u8).wrapping_add(128);
+    let stale = ((netprobe::clock::boottime_ns() >> 30) as u8).wrapping_add(128);
     let mut seen: Array<&mut MapData, u64> =
         Array::try_from(p.ebpf.map_mut(probes::MAP_FLOW_SEEN).unwrap()).unwrap();
     for i in 0..seen.len() {

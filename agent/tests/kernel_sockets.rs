@@ -20,7 +20,7 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use netprobe::collector::boottime_ns;
+use netprobe::clock::boottime_ns;
 use netprobe::sockets::{
     AcceptProbeMode, EventKind, NetnsScope, Outcome, OwnerSource, SocketConfig, SocketEvent,
     SocketProbes, SocketProbesMode, KERNEL_BTF,

@@ -17,6 +17,7 @@
 //! conversation this side started: the probes let the blocked source's
 //! answers to it through.
 
+use crate::clock::Now;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -72,29 +73,6 @@ impl Default for EngineConfig {
             reset_peers_threshold: 10,
             max_conn_procs: 1024,
         }
-    }
-}
-
-/// The two clocks at one instant: Unix seconds and boot-time ns (the probes').
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    pub unix: f64,
-    pub boot_ns: u64,
-}
-
-impl Clock {
-    pub fn now() -> Clock {
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        Clock {
-            unix,
-            boot_ns: crate::collector::boottime_ns(),
-        }
-    }
-    fn unix_of(&self, boot_ns: u64) -> f64 {
-        self.unix - (self.boot_ns.saturating_sub(boot_ns) as f64 / 1e9)
     }
 }
 
@@ -317,7 +295,7 @@ impl Engine {
     }
 
     /// Folds one alert record in; logs a new alert; returns blocks to apply.
-    pub fn ingest(&mut self, ev: &AlertEvent, now: Clock) -> Vec<Action> {
+    pub fn ingest(&mut self, ev: &AlertEvent, now: Now) -> Vec<Action> {
         self.records += 1;
         let kind = ev.kind;
         let iface = matches!(kind, k::IFACE_PPS | k::IFACE_BPS);
@@ -490,7 +468,7 @@ impl Engine {
     /// a local socket ends a connection it had, as a service that stops
     /// does). Windows are tumbling, per process, on the events' kernel
     /// time; each crossing raises (or refreshes) one alert per window.
-    pub fn ingest_conn(&mut self, ev: &SocketEvent, now: Clock) {
+    pub fn ingest_conn(&mut self, ev: &SocketEvent, now: Now) {
         let fail_thr = self.cfg.conn_fail_threshold as usize;
         let reset_thr = self.cfg.reset_peers_threshold as usize;
         let failure = fail_thr > 0
@@ -682,7 +660,7 @@ impl Engine {
     }
 
     /// Marks alerts inactive after the hold time and ends expired blocks.
-    pub fn tick(&mut self, now: Clock) -> Vec<Action> {
+    pub fn tick(&mut self, now: Now) -> Vec<Action> {
         let hold = self.cfg.hold.as_secs_f64();
         for a in self.alerts.values_mut() {
             a.active = now.unix - a.last_seen < hold;
@@ -802,8 +780,8 @@ mod tests {
         e
     }
 
-    fn at(ms: u64) -> Clock {
-        Clock {
+    fn at(ms: u64) -> Now {
+        Now {
             unix: 1_000_000.0 + ms as f64 / 1e3,
             boot_ns: ms * 1_000_000,
         }

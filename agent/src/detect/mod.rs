@@ -602,7 +602,7 @@ impl Detector {
     pub fn ingest(&mut self, ev: &k::AlertEvent) -> bool {
         self.received += 1;
         let raised: u64 = self.engine.raised().iter().sum();
-        let actions = self.engine.ingest(ev, engine::Clock::now());
+        let actions = self.engine.ingest(ev, crate::clock::Now::read());
         if let Some(m) = self.maps.as_mut() {
             m.apply(&actions);
         }
@@ -615,7 +615,7 @@ impl Detector {
         if !self.enabled || events.is_empty() {
             return;
         }
-        let now = engine::Clock::now();
+        let now = crate::clock::Now::read();
         for e in events {
             self.engine.ingest_conn(e, now);
         }
@@ -631,7 +631,7 @@ impl Detector {
             }
             self.engine.set_home(home);
         }
-        let unblock = self.engine.tick(engine::Clock::now());
+        let unblock = self.engine.tick(crate::clock::Now::read());
         let mut s = render::SecuritySnapshot {
             detection: self.enabled,
             mitigate: self.mitigate.name(),

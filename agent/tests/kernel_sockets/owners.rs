@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use netprobe::collector::boottime_ns;
+use netprobe::clock::boottime_ns;
 use netprobe::sockets::{AcceptProbeMode, ConnEntry, OwnerSource, SocketConfig, SocketProbes};
 
 use super::ss::{self, Verdict};

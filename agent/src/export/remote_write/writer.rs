@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::backoff::Backoff;
 use super::chunk::{self, Chunk, Limits};
@@ -227,7 +227,7 @@ impl RemoteWriter {
                 Outcome::Accepted => {
                     st.stats.requests_accepted += 1;
                     st.stats.sent += samples;
-                    st.stats.last_success_unix = unix_now();
+                    st.stats.last_success_unix = crate::clock::unix_now();
                     st.remove_through(last);
                     backoff.reset();
                     if let Some(since) = failing_since.take() {
@@ -343,7 +343,7 @@ impl RemoteWriter {
             samples: st.spool.samples(),
             disk_bytes: st.dir.as_ref().map_or(0, |d| d.disk_bytes()),
             oldest_age_seconds: st.spool.oldest_ms().map_or(0.0, |ms| {
-                ((unix_now() * 1000.0) as i64 - ms).max(0) as f64 / 1000.0
+                ((crate::clock::unix_now() * 1000.0) as i64 - ms).max(0) as f64 / 1000.0
             }),
         }
     }
@@ -398,11 +398,4 @@ impl State {
             log::warn!("remote_write {receiver}: spool directory: {e}");
         }
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
 }
