@@ -17,7 +17,7 @@
 # Environment: CARGO_TARGET_DIR (default target/); NO_BUILD=1 uses the
 # binaries already there.
 #
-# Method (README "Benchmarks against alternatives"):
+# Method (docs/benchmarks.md, "Benchmarks against alternatives"):
 # - Everything machine-speed dependent is printed as a ratio to a baseline
 #   measured in the same run: configurations alternate in rounds
 #   (A B C A B C ...), each round has its own baseline, and the ratio shown
