@@ -251,12 +251,13 @@ struct {
 	__type(value, struct np_pkt);
 } pkt_scratch SEC(".maps");
 
-/* The per-packet work shared by the three programs; hook is a constant.
- * ingress_ifindex: where a packet leaving through TC egress came in (0:
+/* The per-packet work shared by the programs; hook and l3_device are
+ * constants (see np_parse; an L3 device gets the netprobe_l3_* TC programs and no
+ * XDP). ingress_ifindex: where a packet leaving through TC egress came in (0:
  * this host sent it). Returns NP_VERDICT_DROP only when --mitigate=on
  * matched the packet. */
 static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, __u64 len,
-				     __u32 hook, __u32 ingress_ifindex)
+				     __u32 hook, __u32 ingress_ifindex, int l3_device)
 {
 	struct np_flow_ctx fc;
 	struct np_packet_stats *st;
@@ -276,7 +277,7 @@ static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, 
 	x->p.qproto = 0;
 	__builtin_memset(&x->fr, 0, sizeof(x->fr));
 	x->k.ifindex = ifindex;
-	skip = np_parse(data, data_end, &x->p, &x->k);
+	skip = np_parse(data, data_end, &x->p, &x->k, l3_device);
 
 	st = np_stats_get(ifindex, hook);
 	if (st) {
@@ -345,20 +346,20 @@ int netprobe_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 
-	if (np_handle(data, data_end, ctx->ingress_ifindex, data_end - data, NP_HOOK_XDP, 0) ==
+	if (np_handle(data, data_end, ctx->ingress_ifindex, data_end - data, NP_HOOK_XDP, 0, 0) ==
 	    NP_VERDICT_DROP)
 		return XDP_DROP; /* only with --mitigate=on */
 	return XDP_PASS;
 }
 
-static __always_inline int np_tc(struct __sk_buff *skb, __u32 hook, __u32 dir)
+static __always_inline int np_tc(struct __sk_buff *skb, __u32 hook, __u32 dir, int l3_device)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	__u32 ifindex = skb->ifindex;
 	__u64 len = skb->len;
 
-	int verdict = np_handle(data, data_end, ifindex, len, hook, skb->ingress_ifindex);
+	int verdict = np_handle(data, data_end, ifindex, len, hook, skb->ingress_ifindex, l3_device);
 
 	np_tc_device_add(ifindex, dir, NP_STAT_PACKETS, 1);
 	np_tc_device_add(ifindex, dir, NP_STAT_BYTES, len);
@@ -370,11 +371,26 @@ static __always_inline int np_tc(struct __sk_buff *skb, __u32 hook, __u32 dir)
 SEC("classifier")
 int netprobe_tc_ingress(struct __sk_buff *skb)
 {
-	return np_tc(skb, NP_HOOK_TC_INGRESS, NP_DIR_INGRESS);
+	return np_tc(skb, NP_HOOK_TC_INGRESS, NP_DIR_INGRESS, 0);
 }
 
 SEC("classifier")
 int netprobe_tc_egress(struct __sk_buff *skb)
 {
-	return np_tc(skb, NP_HOOK_TC_EGRESS, NP_DIR_EGRESS);
+	return np_tc(skb, NP_HOOK_TC_EGRESS, NP_DIR_EGRESS, 0);
+}
+
+/* L3 devices (tun, wg, ppp, raw-IP wwan, ipip, gre): the packet starts at
+ * the IP header. A program of their own keeps the Ethernet path free of a
+ * per-packet test of the device type. */
+SEC("classifier")
+int netprobe_l3_ingress(struct __sk_buff *skb)
+{
+	return np_tc(skb, NP_HOOK_TC_INGRESS, NP_DIR_INGRESS, 1);
+}
+
+SEC("classifier")
+int netprobe_l3_egress(struct __sk_buff *skb)
+{
+	return np_tc(skb, NP_HOOK_TC_EGRESS, NP_DIR_EGRESS, 1);
 }

@@ -691,18 +691,21 @@ mod tests {
             ifindex: 2,
             up: true,
             loopback: false,
+            link_type: 1,
         };
         let lo = netif::Interface {
             name: "lo".into(),
             ifindex: 1,
             up: true,
             loopback: true,
+            link_type: 772,
         };
         let down = netif::Interface {
             name: "eth1".into(),
             ifindex: 3,
             up: false,
             loopback: false,
+            link_type: 1,
         };
         assert!(Selection::AllUp.wants(&up));
         assert!(!Selection::AllUp.wants(&lo));

@@ -283,7 +283,12 @@ impl Manager {
             program: probes::PROG_XDP,
             source,
         })?;
-        for name in [probes::PROG_TC_INGRESS, probes::PROG_TC_EGRESS] {
+        for name in [
+            probes::PROG_TC_INGRESS,
+            probes::PROG_TC_EGRESS,
+            probes::PROG_L3_INGRESS,
+            probes::PROG_L3_EGRESS,
+        ] {
             let p: &mut SchedClassifier = program(&mut bpf, name)?;
             p.load().map_err(|source| Error::Program {
                 program: name,
@@ -383,7 +388,18 @@ impl Manager {
         ifindex: u32,
         done: &mut Attached,
     ) -> Result<(), Error> {
-        let xdp_mode = self.config.xdp_mode;
+        // An L3 device's packets start at the IP header: TC programs of
+        // their own, and no XDP (generic XDP would turn GRO off, and the
+        // TC hooks see every packet).
+        let l3 = crate::netif::by_name(interface).is_ok_and(|i| i.is_l3());
+        let xdp_mode = if l3 {
+            XdpMode::Off
+        } else {
+            self.config.xdp_mode
+        };
+        if l3 && self.config.xdp_mode != XdpMode::Off {
+            info!("{interface} is an L3 device (no link-layer header): counting with TC, no XDP");
+        }
         if xdp_mode != XdpMode::Off {
             let native_first = xdp_mode == XdpMode::Auto && !prefers_generic_xdp(interface);
             let tries: &[(aya::programs::XdpMode, &'static str)] = match xdp_mode {
@@ -434,7 +450,8 @@ impl Manager {
         }
 
         let tcx = self.tcx();
-        for (hook, name, at) in TC_HOOKS {
+        for (hook, ethernet, l3_name, at) in TC_HOOKS {
+            let name = if l3 { l3_name } else { ethernet };
             let attached = if tcx {
                 self.attach_tc(interface, ifindex, hook, name, at)
             } else {
@@ -627,7 +644,7 @@ impl Manager {
         let p: &mut SchedClassifier =
             program(&mut self.bpf, name).map_err(|_| missing_program())?;
         let program_id = p.info()?.id();
-        let id = match rtnl::holder(&filters, TC_PRIORITY, TC_HANDLE, &[name]) {
+        let id = match rtnl::holder(&filters, TC_PRIORITY, TC_HANDLE, &tc_programs(at)) {
             rtnl::Holder::Other(what) => {
                 return Err(io(std::io::Error::other(format!(
                     "clsact {} priority {TC_PRIORITY} on {interface} is held by {what}: NetProbe owns that \
@@ -941,15 +958,28 @@ impl Drop for Manager {
     }
 }
 
-/// The TC hooks: which program each runs and where.
-const TC_HOOKS: [(Hook, &str, TcAttachType); 2] = [
+/// The TC hooks: which program each runs (on Ethernet-like devices, on L3
+/// devices) and where.
+const TC_HOOKS: [(Hook, &str, &str, TcAttachType); 2] = [
     (
         Hook::TcIngress,
         probes::PROG_TC_INGRESS,
+        probes::PROG_L3_INGRESS,
         TcAttachType::Ingress,
     ),
-    (Hook::TcEgress, probes::PROG_TC_EGRESS, TcAttachType::Egress),
+    (
+        Hook::TcEgress,
+        probes::PROG_TC_EGRESS,
+        probes::PROG_L3_EGRESS,
+        TcAttachType::Egress,
+    ),
 ];
+
+/// Both programs NetProbe may attach at `at` (Ethernet-like, L3).
+fn tc_programs(at: TcAttachType) -> [&'static str; 2] {
+    let (_, ethernet, l3, _) = TC_HOOKS[usize::from(at == TcAttachType::Egress)];
+    [ethernet, l3]
+}
 
 fn direction(at: TcAttachType) -> &'static str {
     if at == TcAttachType::Egress {
@@ -1094,7 +1124,7 @@ pub fn cleanup_filters() -> Result<usize, String> {
     let mut failed = Vec::new();
     let interfaces = crate::netif::list().map_err(|e| format!("listing interfaces: {e}"))?;
     for i in interfaces {
-        for (_, name, at) in TC_HOOKS {
+        for (_, name, _, at) in TC_HOOKS {
             let filters = match rtnl::clsact_filters(i.ifindex, at == TcAttachType::Egress) {
                 Ok(f) => f,
                 Err(e) if e.raw_os_error() == Some(libc::ENODEV) => continue,
@@ -1104,7 +1134,7 @@ pub fn cleanup_filters() -> Result<usize, String> {
                 }
             };
             let mine: Vec<&rtnl::Filter> =
-                match rtnl::holder(&filters, TC_PRIORITY, TC_HANDLE, &[name]) {
+                match rtnl::holder(&filters, TC_PRIORITY, TC_HANDLE, &tc_programs(at)) {
                     rtnl::Holder::Us => filters
                         .iter()
                         .filter(|f| f.priority == TC_PRIORITY && f.handle == TC_HANDLE)

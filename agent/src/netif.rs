@@ -15,6 +15,40 @@ pub struct Interface {
     pub ifindex: u32,
     pub up: bool,
     pub loopback: bool,
+    /// The device's link type (`ARPHRD_*`, `/sys/class/net/NAME/type`).
+    pub link_type: u16,
+}
+
+impl Interface {
+    /// Whether the device's packets start at the IP header, with no
+    /// link-layer header: tun and wg (`ARPHRD_NONE`), ppp, raw-IP wwan,
+    /// ipip, sit and gre. Anything else is parsed as Ethernet.
+    pub fn is_l3(&self) -> bool {
+        is_l3_link_type(self.link_type)
+    }
+}
+
+/// See [`Interface::is_l3`].
+pub fn is_l3_link_type(t: u16) -> bool {
+    const ARPHRD_PPP: u16 = 512;
+    const ARPHRD_RAWIP: u16 = 519;
+    const ARPHRD_TUNNEL: u16 = 768;
+    const ARPHRD_TUNNEL6: u16 = 769;
+    const ARPHRD_SIT: u16 = 776;
+    const ARPHRD_IPGRE: u16 = 778;
+    const ARPHRD_IP6GRE: u16 = 823;
+    const ARPHRD_NONE: u16 = 0xfffe;
+    matches!(
+        t,
+        ARPHRD_PPP
+            | ARPHRD_RAWIP
+            | ARPHRD_TUNNEL
+            | ARPHRD_TUNNEL6
+            | ARPHRD_SIT
+            | ARPHRD_IPGRE
+            | ARPHRD_IP6GRE
+            | ARPHRD_NONE
+    )
 }
 
 /// Every interface in this network namespace, sorted by name.
@@ -39,11 +73,13 @@ pub fn by_name(name: &str) -> io::Result<Interface> {
     let dir = Path::new(SYS_CLASS_NET).join(name);
     let ifindex = read_u64(&dir.join("ifindex"))? as u32;
     let flags = read_hex(&dir.join("flags"))?;
+    let link_type = read_u64(&dir.join("type"))? as u16;
     Ok(Interface {
         name: name.to_string(),
         ifindex,
         up: flags & IFF_UP != 0,
         loopback: flags & IFF_LOOPBACK != 0,
+        link_type,
     })
 }
 

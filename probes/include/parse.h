@@ -301,14 +301,28 @@ static __always_inline __u32 np_parse_ipv6(void *cur, void *data_end,
  * Parses the frame in [data, data_end). Fills *p and the address, port,
  * family and proto fields of *k (both zeroed by the caller) and returns an
  * enum np_skip. p->l3 tells whether the packet counts as an IP packet.
+ * l3_device (a constant): the device has no link-layer header (tun, wg,
+ * ppp, raw-IP wwan, ipip, gre): the packet starts at the IP header, whose
+ * version nibble gives the family.
  */
 static __always_inline __u32 np_parse(void *data, void *data_end,
-				      struct np_parse *p, struct np_flow_key *k)
+				      struct np_parse *p, struct np_flow_key *k, int l3_device)
 {
 	struct ethhdr *eth = data;
 	void *cur;
 	__be16 proto;
 
+	if (l3_device) {
+		__u8 *first = data;
+
+		if ((void *)(first + 1) > data_end)
+			return NP_SKIP_NON_IP;
+		if ((*first >> 4) == 4)
+			return np_parse_ipv4(data, data_end, p, k);
+		if ((*first >> 4) == 6)
+			return np_parse_ipv6(data, data_end, p, k);
+		return NP_SKIP_NON_IP;
+	}
 	if ((void *)(eth + 1) > data_end)
 		return NP_SKIP_SHORT_ETH;
 	proto = eth->h_proto;

@@ -50,7 +50,7 @@ enum np_skip {
 	NP_SKIP_SHORT_ETH = 1,      /* frame shorter than an Ethernet header */
 	NP_SKIP_SHORT_VLAN = 2,     /* truncated 802.1Q/802.1ad tag */
 	NP_SKIP_VLAN_DEPTH = 3,     /* more than two VLAN tags */
-	NP_SKIP_NON_IP = 4,         /* ethertype is neither IPv4 nor IPv6 (ARP, LLDP, ...) */
+	NP_SKIP_NON_IP = 4,         /* ethertype (L3 devices: version nibble) is neither IPv4 nor IPv6 */
 	NP_SKIP_SHORT_IPV4 = 5,     /* truncated IPv4 header (fixed part or options) */
 	NP_SKIP_BAD_IHL = 6,        /* IHL < 5 */
 	NP_SKIP_BAD_VERSION = 7,    /* IP version nibble disagrees with the ethertype */
