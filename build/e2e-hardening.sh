@@ -39,6 +39,8 @@ fi
 
 AGENT=${1:-target/release/netprobe-agent}
 TEST=e2e-hardening NEEDS="ping setpriv prlimit mountpoint ss timeout mkfifo"
+# Generic XDP on the veth (auto attaches TC alone there): pins, links and detaches of XDP are checked too.
+XDP_MODE=generic
 # shellcheck source=build/e2e-lib.sh
 . "$(dirname "$0")/e2e-lib.sh"
 

@@ -13,6 +13,8 @@ set -euo pipefail
 AGENT=${1:-target/release/netprobe-agent}
 CYCLES=${2:-100}
 TEST=e2e-hotplug
+# Generic XDP on the veth (auto attaches TC alone there): all three hooks follow a hotplugged veth.
+XDP_MODE=generic
 # shellcheck source=build/e2e-lib.sh
 . "$(dirname "$0")/e2e-lib.sh"
 

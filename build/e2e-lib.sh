@@ -4,7 +4,8 @@
 # AGENT and TEST (a name for messages) first; set -euo pipefail is theirs.
 # Addresses: A4=198.18.0.1/24 and A6=2001:db8::1/64 on $IFA (namespace
 # $NSA), B4 (.2) and B6 (::2) on $IFB ($NSB). NEEDS: tools beyond the
-# common ones; AGENT_WRAP: a command the agent runs under. Everything is
+# common ones; AGENT_WRAP: a command the agent runs under; XDP_MODE: its
+# --xdp-mode (auto attaches no XDP on veth: TC alone). Everything is
 # removed on exit, even on failure.
 
 [ "$(id -u)" -eq 0 ] || { echo "$TEST: FAIL: needs root (CAP_BPF, CAP_NET_ADMIN) to attach probes" >&2; exit 1; }
@@ -80,7 +81,7 @@ start_agent() {
 	# Not through ina(): a function in the background is a subshell, and
 	# the signal must reach the agent itself.
 	ip netns exec "$NSA" ${AGENT_WRAP:-} "$AGENT" --interface-filter "${FILTER:-$IFA}" --listen-address 127.0.0.1 --metrics-port "$PORT" \
-		--collect-interval "${INTERVAL:-200ms}" "$@" >>"$LOG/agent.log" 2>&1 &
+		--collect-interval "${INTERVAL:-200ms}" ${XDP_MODE:+--xdp-mode "$XDP_MODE"} "$@" >>"$LOG/agent.log" 2>&1 &
 	AGENT_PID=$!
 	for _ in $(seq 50); do
 		scrape /healthz >/dev/null 2>&1 && return 0

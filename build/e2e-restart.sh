@@ -13,6 +13,8 @@ set -euo pipefail
 
 AGENT=${1:-target/release/netprobe-agent}
 TEST=e2e-restart NEEDS="ping mountpoint"
+# Generic XDP on the veth (auto attaches TC alone there): restarts take over pinned XDP links too.
+XDP_MODE=generic
 # shellcheck source=build/e2e-lib.sh
 . "$(dirname "$0")/e2e-lib.sh"
 

@@ -37,7 +37,9 @@ pub struct Args {
     #[argh(option)]
     pub interface_filter: Option<String>,
 
-    /// XDP attach mode: auto (native, else generic), native, generic, off (default auto)
+    /// XDP attach mode: auto (native XDP where the driver has it, except veth; elsewhere TC
+    /// alone, which keeps GRO), native, generic (any device; turns its GRO off), off (TC alone)
+    /// (default auto)
     #[argh(option, default = "XdpMode::Auto")]
     pub xdp_mode: XdpMode,
 

@@ -400,15 +400,18 @@ impl Manager {
         if l3 && self.config.xdp_mode != XdpMode::Off {
             info!("{interface} is an L3 device (no link-layer header): counting with TC, no XDP");
         }
+        // auto never takes generic XDP: the kernel skips GRO on a device
+        // with a generic XDP program, which would make the device slower
+        // than TC alone does (issue 20). Where native XDP is missing or
+        // hurts, TC ingress counts received packets.
+        let xdp_mode = if xdp_mode == XdpMode::Auto && native_xdp_hurts(interface) {
+            XdpMode::Off
+        } else {
+            xdp_mode
+        };
         if xdp_mode != XdpMode::Off {
-            let native_first = xdp_mode == XdpMode::Auto && !prefers_generic_xdp(interface);
             let tries: &[(aya::programs::XdpMode, &'static str)] = match xdp_mode {
-                XdpMode::Auto if native_first => &[
-                    (aya::programs::XdpMode::Driver, "native"),
-                    (aya::programs::XdpMode::Skb, "generic"),
-                ],
-                XdpMode::Auto => &[(aya::programs::XdpMode::Skb, "generic")],
-                XdpMode::Native => &[(aya::programs::XdpMode::Driver, "native")],
+                XdpMode::Auto | XdpMode::Native => &[(aya::programs::XdpMode::Driver, "native")],
                 _ => &[(aya::programs::XdpMode::Skb, "generic")],
             };
             let mut last_err = None;
@@ -437,8 +440,9 @@ impl Manager {
                         .insert(ifindex, cfg, 0)
                         .map_err(|source| Error::Map { map: probes::MAP_IFACE_CONFIG, source })?;
                 }
-                (Some(e), XdpMode::Auto) => warn!(
-                    "XDP refused on {interface} ({}); counting its received packets with TC ingress only",
+                (Some(e), XdpMode::Auto) => info!(
+                    "no native XDP on {interface} ({}); counting its received packets with TC ingress, \
+                     which keeps GRO (--xdp-mode generic forces generic XDP)",
                     Error::Attach { interface: interface.into(), hook: Hook::Xdp, source: e }
                 ),
                 (Some(source), _) => {
@@ -1190,14 +1194,15 @@ fn pin_error(path: &std::path::Path, e: aya::pin::PinError) -> aya::programs::Pr
     )))
 }
 
-/// Drivers on which `auto` picks generic XDP although native works: native
+/// Drivers on which `auto` attaches no XDP although native works: native
 /// XDP on veth moves the receive path to NAPI and turns off GSO on the
-/// peer, which cuts TCP throughput through the pair; a monitor must not
-/// change the datapath it watches. Generic XDP leaves offloads alone.
-fn prefers_generic_xdp(interface: &str) -> bool {
+/// peer, which cuts TCP throughput through the pair, and generic XDP turns
+/// GRO off; a monitor must not change the datapath it watches. TC ingress
+/// counts received packets there.
+fn native_xdp_hurts(interface: &str) -> bool {
     match crate::netif::driver(interface).as_deref() {
         Some("veth") => {
-            info!("{interface} is a veth: auto mode uses generic XDP (native XDP on veth disables the peer's GSO)");
+            info!("{interface} is a veth: auto mode counts with TC alone (XDP on veth slows the pair: native turns off the peer's GSO, generic this side's GRO)");
             true
         }
         _ => false,
