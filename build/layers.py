@@ -11,7 +11,11 @@ Then, module by module: dependencies must form no cycle, so the layers
 point one way. On a cycle it prints the cycle, each edge with the file and
 line that makes it, and exits 1.
 
-Usage: build/layers.py [--graph]   (--graph prints every edge)
+Leaves (LEAVES) must import nothing of the project.
+
+Usage: build/layers.py [--graph] [--self-test]
+  --graph prints every edge; --self-test then reverses each edge in turn
+  and fails unless the check reports the cycle it makes.
 """
 
 import pathlib
@@ -130,6 +134,39 @@ def find_cycle(graph):
     return None
 
 
+# Leaves: they import nothing of the project, so anything may use them.
+LEAVES = ["abi", "clock", "interface_filter", "kernel", "lists", "netif", "probes", "process", "rates", "units"]
+
+
+def check(graph, where):
+    """Error lines: a cycle, or a leaf that imports the project."""
+    errors = []
+    cycle = find_cycle(graph)
+    if cycle:
+        errors.append("the agent's modules import each other in a cycle:")
+        errors += [f"  {a} -> {b}    {where[(a, b)]}" for a, b in zip(cycle, cycle[1:])]
+    for leaf in LEAVES:
+        for b in sorted(graph.get(leaf, ())):
+            errors.append(f"leaf {leaf} imports {b}: {where[(leaf, b)]}")
+    return errors
+
+
+def self_test(graph, where):
+    """Reverses each edge in turn: every one must make a cycle the check
+    reports, or the check could not catch a reintroduced edge."""
+    edges = [(a, b) for a in graph for b in graph[a]]
+    for a, b in edges:
+        g = {k: set(v) for k, v in graph.items()}
+        g[b].add(a)
+        w = dict(where)
+        w[(b, a)] = "(reversed for the self-test)"
+        if not any("cycle" in e for e in check(g, w)):
+            print(f"build/layers.py: self-test: reversing {a} -> {b} went unnoticed", file=sys.stderr)
+            return 1
+    print(f"layers: self-test: each of {len(edges)} imports, reversed, makes a cycle the check reports")
+    return 0
+
+
 def main():
     files = [p for p in SRC.rglob("*.rs") if "bin" not in p.relative_to(SRC).parts]
     modules = {module_of(p): p for p in files}
@@ -152,14 +189,15 @@ def main():
     if "--graph" in sys.argv:
         for (a, b), w in sorted(where.items()):
             print(f"{a} -> {b}    {w}")
-    cycle = find_cycle(graph)
-    if cycle:
-        print("build/layers.py: the agent's modules import each other in a cycle:", file=sys.stderr)
-        for a, b in zip(cycle, cycle[1:]):
-            print(f"  {a} -> {b}    {where[(a, b)]}", file=sys.stderr)
+    errors = check(graph, where)
+    if errors:
+        for e in errors:
+            print(f"build/layers.py: {e}", file=sys.stderr)
         print("Imports must point one way (entry -> orchestration -> domains -> leaves).", file=sys.stderr)
         return 1
-    print(f"layers: {len(graph)} modules, {sum(len(v) for v in graph.values())} imports, no cycle")
+    print(f"layers: {len(graph)} modules, {sum(len(v) for v in graph.values())} imports, no cycle, leaves import nothing")
+    if "--self-test" in sys.argv:
+        return self_test(graph, where)
     return 0
 
 

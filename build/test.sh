@@ -5,7 +5,7 @@
 #   2. the clean room: build/deps.sh, the probe check and every command the
 #      tests run, in a fresh minimal Debian 12 root (build/cleanroom.sh)
 #   3. the fast tier (also alone: build/test.sh --fast, no root needed):
-#      cargo fmt --check, cargo clippy -D warnings, and cargo test without
+#      the layer check (build/layers.py), cargo fmt --check, cargo clippy -D warnings, and cargo test without
 #      privileges (unit, golden, parsers, HTTP abuse; the kernel tier is
 #      listed as ignored)
 #   4. the committed probe objects must equal a fresh build (build/probes.sh --check)
@@ -29,6 +29,8 @@ step() { printf '\n=== %s\n' "$*"; }
 # that lacks its `#[ignore = "kernel tier: ..."]` fails here, as it would
 # for a contributor without root.
 fast() {
+	step "fast: imports point one way (build/layers.py: no cycle, leaves import nothing)"
+	python3 build/layers.py --self-test
 	step "fast: cargo fmt --check"
 	cargo fmt --check
 	step "fast: cargo clippy (all targets, warnings are errors)"

@@ -10,7 +10,7 @@ use log::{debug, warn};
 
 use crate::abi::{Counter, FlowKey, FlowStats, Hook, FAMILY_IPV4};
 use crate::clock::{boottime_ns, unix_seconds};
-use crate::config::InterfaceFilter;
+use crate::interface_filter::InterfaceFilter;
 use crate::manager::{Error, Manager};
 use crate::snapshot::{
     ChangeCounters, CollectionInfo, EventCounters, FlowEntry, FlowTable, HookInfo, InterfaceChange,
@@ -91,7 +91,7 @@ impl Collector {
             config,
             published,
             started: SystemTime::now(),
-            kernel_release: netif::kernel_release(),
+            kernel_release: crate::kernel::release(),
             previous: HashMap::new(),
             refused: HashSet::new(),
             collections: 0,

@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
+use crate::detect::DetectConfig;
+use crate::manager::ProbeConfig;
+use crate::sockets::{SocketConfig, SocketFeatures};
+
 /// Environment variable that supplies `--interface-filter` when the flag is absent.
 pub const INTERFACE_ENV: &str = "NETWORK_INTERFACE";
 
@@ -223,42 +227,42 @@ pub struct Args {
     /// SYNs per second toward one destination beyond its completed
     /// handshakes (half-open) that make a SYN flood (default 3000; k, M
     /// suffixes; 0 = off)
-    #[argh(option, default = "3000", from_str_fn(crate::detect::parse_rate))]
+    #[argh(option, default = "3000", from_str_fn(crate::units::parse_rate))]
     pub syn_flood_rate: u64,
 
     /// unsolicited UDP packets per second toward one destination: replies
     /// and packets of two-way flows do not count (default 50000, 600
     /// Mbit/s of 1500-byte datagrams; k, M suffixes; 0 = off)
-    #[argh(option, default = "50000", from_str_fn(crate::detect::parse_rate))]
+    #[argh(option, default = "50000", from_str_fn(crate::units::parse_rate))]
     pub udp_flood_rate: u64,
 
     /// unsolicited ICMP/ICMPv6 packets per second toward one destination:
     /// echo replies to its own pings do not count (default 2000; 0 = off)
-    #[argh(option, default = "2000", from_str_fn(crate::detect::parse_rate))]
+    #[argh(option, default = "2000", from_str_fn(crate::units::parse_rate))]
     pub icmp_flood_rate: u64,
 
     /// unsolicited packets per second toward one destination, any protocol
     /// (default 0 = off)
-    #[argh(option, default = "0", from_str_fn(crate::detect::parse_rate))]
+    #[argh(option, default = "0", from_str_fn(crate::units::parse_rate))]
     pub dst_pps: u64,
 
     /// unsolicited bits per second toward one destination, e.g. 500M
     /// (default 0 = off)
-    #[argh(option, default = "0", from_str_fn(crate::detect::parse_rate))]
+    #[argh(option, default = "0", from_str_fn(crate::units::parse_rate))]
     pub dst_bps: u64,
 
     /// packets per second received on one interface (default 0 = off)
-    #[argh(option, default = "0", from_str_fn(crate::detect::parse_rate))]
+    #[argh(option, default = "0", from_str_fn(crate::units::parse_rate))]
     pub iface_pps: u64,
 
     /// bits per second received on one interface, e.g. 1G (default 0 = off)
-    #[argh(option, default = "0", from_str_fn(crate::detect::parse_rate))]
+    #[argh(option, default = "0", from_str_fn(crate::units::parse_rate))]
     pub iface_bps: u64,
 
     /// refusals per second toward one prober: RSTs answering its probes
     /// and ICMP unreachables (RSTs that end established connections do
     /// not count) (default 1000; 0 = off)
-    #[argh(option, default = "1000", from_str_fn(crate::detect::parse_rate))]
+    #[argh(option, default = "1000", from_str_fn(crate::units::parse_rate))]
     pub closed_port_rate: u64,
 
     /// alert on connection attempts (SYN, first UDP datagram; never
@@ -397,75 +401,98 @@ impl Args {
     }
 }
 
-/// How XDP is attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum XdpMode {
-    /// Native where the driver supports it, generic otherwise.
-    Auto,
-    Native,
-    Generic,
-    Off,
-}
-
-impl std::str::FromStr for XdpMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(XdpMode::Auto),
-            "native" | "driver" => Ok(XdpMode::Native),
-            "generic" | "skb" => Ok(XdpMode::Generic),
-            "off" => Ok(XdpMode::Off),
-            _ => Err(format!(
-                "unknown XDP mode '{s}': expected auto, native, generic or off"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for XdpMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            XdpMode::Auto => "auto",
-            XdpMode::Native => "native",
-            XdpMode::Generic => "generic",
-            XdpMode::Off => "off",
+/// Each domain's configuration, built from the flags in one place: the
+/// domains never see [`Args`].
+impl Args {
+    /// The packet probes' configuration, detection included.
+    ///
+    /// # Errors
+    /// A bad `--interface-filter`, or a list file that is unreadable or
+    /// has a bad line (the message names it).
+    pub fn probe_config(&self) -> Result<ProbeConfig, String> {
+        Ok(ProbeConfig {
+            max_flows: self.max_flows,
+            max_interfaces: self.max_interfaces,
+            flow_admit_rate: self.flow_admit_rate,
+            flow_admit_burst: self.flow_admit_burst,
+            ringbuf_size: self.ringbuf_size,
+            xdp_mode: self.xdp_mode,
+            pin_path: Some(self.pin_path.clone()).filter(|p| !p.as_os_str().is_empty()),
+            detect: self.detect_config()?,
         })
     }
+
+    /// Detection: thresholds, home networks, lists (read from their files)
+    /// and mitigation.
+    ///
+    /// # Errors
+    /// As [`Args::probe_config`].
+    pub fn detect_config(&self) -> Result<DetectConfig, String> {
+        let d = DetectConfig::default();
+        let max = d.max_list_entries as usize;
+        let read = |p: &Option<std::path::PathBuf>| match p {
+            Some(p) => crate::lists::load(p, max),
+            None => Ok(Vec::new()),
+        };
+        Ok(DetectConfig {
+            enabled: !self.no_detect,
+            scan_window: self.scan_window,
+            scan_ports: self.scan_ports,
+            scan_hosts: self.scan_hosts,
+            scan_reply_timeout: self.scan_reply_timeout,
+            flood_window: self.flood_window,
+            syn_flood_rate: self.syn_flood_rate,
+            udp_flood_rate: self.udp_flood_rate,
+            icmp_flood_rate: self.icmp_flood_rate,
+            dst_pps: self.dst_pps,
+            dst_bps: self.dst_bps,
+            iface_pps: self.iface_pps,
+            iface_bps: self.iface_bps,
+            closed_port_rate: self.closed_port_rate,
+            allowed_ports: self.allowed_ports.clone(),
+            mitigate: self.mitigate,
+            block_duration: self.block_duration,
+            block_after: self.block_after,
+            home: self.home_networks.clone(),
+            home_interfaces: self.interface_filter()?,
+            alert_outbound: self.alert_outbound,
+            hash_seed: if self.hash_seed == 0 {
+                crate::detect::random_seed()
+            } else {
+                self.hash_seed
+            },
+            scan_slots: self.scan_slots,
+            flood_slots: self.flood_slots,
+            max_blocked: self.max_blocked,
+            alert_hold: self.alert_hold,
+            max_alerts: self.max_alerts,
+            blocklist: read(&self.blocklist)?,
+            allowlist: read(&self.allowlist)?,
+            conn_window: self.conn_window,
+            conn_fail_threshold: self.conn_fail_threshold,
+            reset_peers_threshold: self.reset_peers_threshold,
+            ..d
+        })
+    }
+
+    /// The TCP socket layer.
+    pub fn socket_config(&self) -> SocketConfig {
+        SocketConfig {
+            mode: self.socket_probes,
+            netns: self.socket_netns,
+            max_connections: self.max_connections,
+            top_connections: self.top_connections,
+            ringbuf_size: self.ringbuf_size,
+            learn_timeout: self.socket_learn_timeout,
+            accept_probe: self.socket_accept_probe,
+            features: SocketFeatures::default(),
+        }
+    }
 }
 
-/// Parses a duration with a unit: `500ms`, `5s`, `1m`, `1h`, `1.5s`.
-/// A bare number is refused: `5` could mean seconds or milliseconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("duration '{s}' has no unit: write e.g. 500ms, 5s, 1m or 1h"))?;
-    let (num, unit) = t.split_at(split);
-    if num.is_empty() {
-        return Err(format!(
-            "duration '{s}' does not start with a number: write e.g. 5s"
-        ));
-    }
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("duration '{s}': '{num}' is not a number"))?;
-    let scale = match unit {
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => {
-            return Err(format!(
-                "duration '{s}': unknown unit '{unit}' (use ms, s, m or h)"
-            ))
-        }
-    };
-    let secs = value * scale;
-    if !secs.is_finite() || secs > 7.0 * 86400.0 {
-        return Err(format!("duration '{s}' is too long (at most 7 days)"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
+pub use crate::interface_filter::{glob_match, InterfaceFilter};
+pub use crate::manager::XdpMode;
+pub use crate::units::parse_duration;
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
@@ -536,10 +563,7 @@ fn parse_top_connections(s: &str) -> Result<usize, String> {
 }
 
 fn parse_socket_learn_timeout(s: &str) -> Result<Duration, String> {
-    if s.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let d = parse_duration(s)?;
+    let d = crate::units::parse_duration_or_zero(s)?;
     if d > Duration::from_secs(60) {
         return Err(format!(
             "socket learn timeout '{s}' is out of range (0 to 1m)"
@@ -558,85 +582,33 @@ fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
     Ok(v)
 }
 
-/// Which interfaces to watch: exact names and simple globs (`*`, `?`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InterfaceFilter {
-    patterns: Vec<String>,
-}
-
-impl InterfaceFilter {
-    /// Parses a comma-separated list. Names follow the kernel's rules
-    /// (1 to 15 bytes, no '/', ':' or white space).
-    pub fn parse(s: &str) -> Result<InterfaceFilter, String> {
-        let mut patterns = Vec::new();
-        for part in s.split(',') {
-            let p = part.trim();
-            if p.is_empty() {
-                return Err(format!("interface filter '{s}' has an empty entry"));
-            }
-            if p.len() > 15 {
-                return Err(format!("interface name '{p}' is longer than 15 bytes"));
-            }
-            if p.chars()
-                .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-            {
-                return Err(format!(
-                    "interface name '{p}' has a character not allowed in names"
-                ));
-            }
-            if !patterns.iter().any(|q| q == p) {
-                patterns.push(p.to_string());
-            }
-        }
-        Ok(InterfaceFilter { patterns })
-    }
-
-    pub fn patterns(&self) -> &[String] {
-        &self.patterns
-    }
-
-    /// Whether `name` matches any entry.
-    pub fn matches(&self, name: &str) -> bool {
-        self.patterns
-            .iter()
-            .any(|p| glob_match(p.as_bytes(), name.as_bytes()))
-    }
-
-    /// Entries without glob characters: these must exist at start.
-    pub fn exact_names(&self) -> impl Iterator<Item = &str> {
-        self.patterns
-            .iter()
-            .map(String::as_str)
-            .filter(|p| !p.contains(['*', '?']))
-    }
-}
-
-/// Glob match with `*` (any run) and `?` (one byte), iterative with one
-/// backtrack point, so it is linear-ish and cannot blow up on hostile input.
-pub fn glob_match(pat: &[u8], s: &[u8]) -> bool {
-    let (mut p, mut i) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while i < s.len() {
-        if p < pat.len() && (pat[p] == b'?' || pat[p] == s[i]) {
-            p += 1;
-            i += 1;
-        } else if p < pat.len() && pat[p] == b'*' {
-            star = Some((p, i));
-            p += 1;
-        } else if let Some((sp, si)) = star {
-            p = sp + 1;
-            i = si + 1;
-            star = Some((sp, si + 1));
-        } else {
-            return false;
-        }
-    }
-    pat[p..].iter().all(|&c| c == b'*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each setting's default is defined once: a flag left out gives what
+    /// the domain's own `Default` holds (the pin path aside: the library's
+    /// default pins nothing, the agent's flag pins under bpffs; the hash
+    /// seed: 0 means a random one per start).
+    #[test]
+    fn no_flags_yield_every_domain_default() {
+        let a = Args::from_args(&["netprobe-agent"], &[]).unwrap();
+        assert!(
+            std::env::var_os(INTERFACE_ENV).is_none(),
+            "unset {INTERFACE_ENV} to run this test"
+        );
+        let mut probe = a.probe_config().unwrap();
+        assert_ne!(probe.detect.hash_seed, 0, "a random seed was drawn");
+        probe.detect.hash_seed = 0;
+        assert_eq!(
+            probe,
+            ProbeConfig {
+                pin_path: Some("/sys/fs/bpf/netprobe".into()),
+                ..ProbeConfig::default()
+            }
+        );
+        assert_eq!(a.socket_config(), SocketConfig::default());
+    }
 
     fn args(list: &[&str]) -> Result<Args, argh::EarlyExit> {
         Args::from_args(&["netprobe-agent"], list)

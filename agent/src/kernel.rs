@@ -24,8 +24,7 @@ impl KernelVersion {
     /// The running kernel; 0.0 when it cannot be read, so that every
     /// feature check falls back to the oldest method.
     pub fn current() -> KernelVersion {
-        KernelVersion::parse(&crate::netif::kernel_release())
-            .unwrap_or(KernelVersion { major: 0, minor: 0 })
+        KernelVersion::parse(&release()).unwrap_or(KernelVersion { major: 0, minor: 0 })
     }
 
     pub fn at_least(&self, major: u32, minor: u32) -> bool {
@@ -37,6 +36,13 @@ impl fmt::Display for KernelVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.major, self.minor)
     }
+}
+
+/// The running kernel's release string (`uname -r`).
+pub fn release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use netprobe::collector::{Collector, CollectorConfig, Selection};
 use netprobe::config::Args;
 use netprobe::http::auth::Credentials;
 use netprobe::http::{MetricsServer, ServerConfig};
-use netprobe::manager::{Manager, ProbeConfig};
+use netprobe::manager::Manager;
 use netprobe::snapshot::Published;
 use netprobe::{kernel, netif};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -108,9 +108,7 @@ fn run(args: Args) -> Result<(), Failure> {
         );
     }
 
-    let mut probe_config = ProbeConfig::from(&args);
-    probe_config.detect =
-        netprobe::detect::DetectConfig::from_args(&args).map_err(Failure::Usage)?;
+    let probe_config = args.probe_config().map_err(Failure::Usage)?;
     let mut manager =
         Manager::load(probe_config.clone()).map_err(|e| Failure::Runtime(e.to_string()))?;
     let detector =
@@ -130,7 +128,7 @@ fn run(args: Args) -> Result<(), Failure> {
         },
         published.clone(),
     );
-    collector.set_sockets(netprobe::sockets::SocketLayer::start(&(&args).into()));
+    collector.set_sockets(netprobe::sockets::SocketLayer::start(&args.socket_config()));
     release_load_memory();
     collector.set_detector(detector);
     let failures = collector.sync_interfaces();

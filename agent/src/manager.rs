@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-pub(crate) mod held_link;
 mod rtnl;
 
 use aya::maps::{HashMap, MapData, PerCpuHashMap, RingBuf};
@@ -21,11 +20,10 @@ use crate::abi::{
     Counter, FlowKey, FlowStats, Hook, IfaceConfig, PacketStats, StatsKey, TcDeviceKey,
     IFACE_XDP_ATTACHED,
 };
-use crate::config::{Args, XdpMode};
 use crate::kernel::KernelVersion;
-use crate::pins::PinDir;
+use crate::pins::held_link::{self, HeldLink};
+use crate::pins::{MapCapacities, PinDir};
 use crate::probes;
-use held_link::HeldLink;
 
 /// The clsact priority and handle NetProbe's TC filters own (kernels
 /// before 6.6, without TCX). They are found, replaced and removed by these
@@ -40,8 +38,45 @@ pub const TC_HANDLE: u32 = 0x4e50;
 /// tested on the CI host's newer kernel.
 pub const FORCE_CLSACT_ENV: &str = "NETPROBE_TEST_FORCE_CLSACT";
 
+/// How XDP is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpMode {
+    /// Native where the driver has it and it does not slow the device
+    /// (not veth); TC alone elsewhere.
+    Auto,
+    Native,
+    Generic,
+    Off,
+}
+
+impl std::str::FromStr for XdpMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(XdpMode::Auto),
+            "native" | "driver" => Ok(XdpMode::Native),
+            "generic" | "skb" => Ok(XdpMode::Generic),
+            "off" => Ok(XdpMode::Off),
+            _ => Err(format!(
+                "unknown XDP mode '{s}': expected auto, native, generic or off"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            XdpMode::Auto => "auto",
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+            XdpMode::Off => "off",
+        })
+    }
+}
+
 /// Sizes and tunables fixed when the probes are loaded.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ProbeConfig {
     pub max_flows: u32,
     pub max_interfaces: u32,
@@ -71,22 +106,6 @@ impl Default for ProbeConfig {
     }
 }
 
-impl From<&Args> for ProbeConfig {
-    fn from(a: &Args) -> Self {
-        ProbeConfig {
-            max_flows: a.max_flows,
-            max_interfaces: a.max_interfaces,
-            flow_admit_rate: a.flow_admit_rate,
-            flow_admit_burst: a.flow_admit_burst,
-            ringbuf_size: a.ringbuf_size,
-            xdp_mode: a.xdp_mode,
-            pin_path: Some(a.pin_path.clone()).filter(|p| !p.as_os_str().is_empty()),
-            // Lists are read from files: main sets them (detect::DetectConfig::from_args).
-            detect: crate::detect::DetectConfig::default(),
-        }
-    }
-}
-
 impl ProbeConfig {
     /// Entries of each kernel map, as created.
     pub fn capacities(&self) -> MapCapacities {
@@ -97,14 +116,6 @@ impl ProbeConfig {
             flow_stats: self.max_flows,
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MapCapacities {
-    pub packet_stats: u32,
-    pub tc_device_stats: u32,
-    pub iface_config: u32,
-    pub flow_stats: u32,
 }
 
 #[derive(Debug)]

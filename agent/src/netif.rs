@@ -182,13 +182,6 @@ pub fn driver(name: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&info.driver[..end]).into_owned()).filter(|s| !s.is_empty())
 }
 
-/// The running kernel's release string (`uname -r`).
-pub fn kernel_release() -> String {
-    fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

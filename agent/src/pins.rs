@@ -23,6 +23,7 @@
 //! ([`nofollow`]) and removes only that layout; anything else is left and
 //! named.
 
+pub(crate) mod held_link;
 mod nofollow;
 
 use std::ffi::{OsStr, OsString};
@@ -32,10 +33,19 @@ use std::path::{Path, PathBuf};
 use aya::maps::{MapInfo, MapType};
 use log::{info, warn};
 
-use crate::manager::held_link::HeldLink;
-use crate::manager::MapCapacities;
 use crate::probes;
+use held_link::HeldLink;
 use nofollow::{Dir, Kind};
+
+/// Entries of each kernel map, as created: a pinned map of another size
+/// is not reused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapCapacities {
+    pub packet_stats: u32,
+    pub tc_device_stats: u32,
+    pub iface_config: u32,
+    pub flow_stats: u32,
+}
 
 /// Default `--pin-path`.
 pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/netprobe";

@@ -11,7 +11,7 @@
 use std::ffi::CStr;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::config::InterfaceFilter;
+use crate::interface_filter::InterfaceFilter;
 use crate::lists::Cidr;
 
 /// RFC 1918, CGNAT (RFC 6598) and unique local (RFC 4193) prefixes.

@@ -134,7 +134,7 @@ pub struct DetectConfig {
     /// The home side (`--home-networks`) and the interfaces whose
     /// addresses `auto` stands for.
     pub home: home::HomeSpec,
-    pub home_interfaces: Option<crate::config::InterfaceFilter>,
+    pub home_interfaces: Option<crate::interface_filter::InterfaceFilter>,
     /// Alert (never block) on what home hosts do themselves.
     pub alert_outbound: bool,
     /// Seed of the probes' slot hashes (0 in the flags: random).
@@ -335,7 +335,7 @@ pub fn parse_slots(s: &str) -> Result<u32, String> {
 
 /// A window: 10ms to 1m.
 pub fn parse_window(s: &str) -> Result<Duration, String> {
-    let d = crate::config::parse_duration(s)?;
+    let d = crate::units::parse_duration(s)?;
     if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
         return Err(format!("window '{s}' is out of range (10ms to 1m)"));
     }
@@ -386,37 +386,10 @@ mod tests {
         assert_eq!(parse_slots("4096"), Ok(4096));
         assert!(parse_slots("1000").is_err());
         assert!(parse_window("5ms").is_err() && parse_window("100ms").is_ok());
-        assert_eq!(parse_rate("50k"), Ok(50_000));
-        assert_eq!(parse_rate("1G"), Ok(1_000_000_000));
-        assert_eq!(parse_rate("2.5M"), Ok(2_500_000));
-        assert_eq!(parse_rate("300"), Ok(300));
-        assert!(parse_rate("1x").is_err() && parse_rate("-1").is_err() && parse_rate("").is_err());
         assert!(parse_scan_threshold("201").is_err() && parse_scan_threshold("0") == Ok(0));
         assert!(parse_block_after("1").is_err() && parse_block_after("2") == Ok(2));
         assert!(parse_reply_timeout("5ms").is_err() && parse_reply_timeout("1s").is_ok());
     }
-}
-
-/// A rate: a whole number with an optional k, M or G (x1000 each), e.g.
-/// `50k` packets per second or `1G` bits per second.
-pub fn parse_rate(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, scale) = match t.char_indices().last() {
-        Some((i, 'k')) => (&t[..i], 1e3),
-        Some((i, 'M')) => (&t[..i], 1e6),
-        Some((i, 'G')) => (&t[..i], 1e9),
-        _ => (t, 1.0),
-    };
-    let v: f64 = num
-        .parse()
-        .ok()
-        .filter(|v: &f64| v.is_finite() && *v >= 0.0 && !num.starts_with('+'))
-        .ok_or_else(|| format!("rate '{s}' is not a number with an optional k, M or G"))?;
-    let r = (v * scale).round();
-    if r > 1e15 {
-        return Err(format!("rate '{s}' is too large"));
-    }
-    Ok(r as u64)
 }
 
 /// `--scan-ports`, `--scan-hosts`: 0 (off) to 200 (the sketch has 256 bits).
@@ -431,7 +404,7 @@ pub fn parse_scan_threshold(s: &str) -> Result<u32, String> {
 
 /// `--scan-reply-timeout`: 10ms to 10s.
 pub fn parse_reply_timeout(s: &str) -> Result<Duration, String> {
-    let d = crate::config::parse_duration(s)?;
+    let d = crate::units::parse_duration(s)?;
     if d < Duration::from_millis(10) || d > Duration::from_secs(10) {
         return Err(format!(
             "scan reply timeout '{s}' is out of range (10ms to 10s)"
@@ -495,58 +468,6 @@ impl std::fmt::Display for Mitigate {
 }
 
 impl DetectConfig {
-    /// From the flags, reading the list files.
-    ///
-    /// # Errors
-    /// A list file is unreadable or has a bad line (the message names it).
-    pub fn from_args(a: &crate::config::Args) -> Result<DetectConfig, String> {
-        let d = DetectConfig::default();
-        let max = d.max_list_entries as usize;
-        let read = |p: &Option<std::path::PathBuf>| match p {
-            Some(p) => crate::lists::load(p, max),
-            None => Ok(Vec::new()),
-        };
-        Ok(DetectConfig {
-            enabled: !a.no_detect,
-            scan_window: a.scan_window,
-            scan_ports: a.scan_ports,
-            scan_hosts: a.scan_hosts,
-            scan_reply_timeout: a.scan_reply_timeout,
-            flood_window: a.flood_window,
-            syn_flood_rate: a.syn_flood_rate,
-            udp_flood_rate: a.udp_flood_rate,
-            icmp_flood_rate: a.icmp_flood_rate,
-            dst_pps: a.dst_pps,
-            dst_bps: a.dst_bps,
-            iface_pps: a.iface_pps,
-            iface_bps: a.iface_bps,
-            closed_port_rate: a.closed_port_rate,
-            allowed_ports: a.allowed_ports.clone(),
-            mitigate: a.mitigate,
-            block_duration: a.block_duration,
-            block_after: a.block_after,
-            home: a.home_networks.clone(),
-            home_interfaces: a.interface_filter()?,
-            alert_outbound: a.alert_outbound,
-            hash_seed: if a.hash_seed == 0 {
-                random_seed()
-            } else {
-                a.hash_seed
-            },
-            scan_slots: a.scan_slots,
-            flood_slots: a.flood_slots,
-            max_blocked: a.max_blocked,
-            alert_hold: a.alert_hold,
-            max_alerts: a.max_alerts,
-            blocklist: read(&a.blocklist)?,
-            allowlist: read(&a.allowlist)?,
-            conn_window: a.conn_window,
-            conn_fail_threshold: a.conn_fail_threshold,
-            reset_peers_threshold: a.reset_peers_threshold,
-            ..d
-        })
-    }
-
     /// The engine's part.
     pub fn engine(&self) -> engine::EngineConfig {
         engine::EngineConfig {

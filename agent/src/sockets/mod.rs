@@ -208,21 +208,6 @@ impl Default for SocketFeatures {
     }
 }
 
-impl From<&crate::config::Args> for SocketConfig {
-    fn from(a: &crate::config::Args) -> Self {
-        SocketConfig {
-            mode: a.socket_probes,
-            netns: a.socket_netns,
-            max_connections: a.max_connections,
-            top_connections: a.top_connections,
-            ringbuf_size: a.ringbuf_size,
-            learn_timeout: a.socket_learn_timeout,
-            accept_probe: a.socket_accept_probe,
-            features: SocketFeatures::default(),
-        }
-    }
-}
-
 /// The socket layer as the collector holds it.
 pub enum SocketLayer {
     Loaded(Box<SocketProbes>),
