@@ -15,6 +15,7 @@ packages=(
 	util-linux     # e2e-hardening: unshare, setpriv (as nobody), prlimit, mountpoint
 	iputils-ping   # e2e traffic
 	iperf3         # e2e traffic (bounded TCP and UDP); e2e-detect: downloads, speed tests, a VXLAN tunnel
+	ethtool        # e2e-ifaces: TSO off on a veth (GSO segments counted after TC egress)
 	curl           # e2e scrapes
 	prometheus     # promtool check metrics; e2e-dashboards: a real Prometheus with the rules; e2e-export: the remote_write receiver
 	nfdump         # e2e-export: nfcapd collects IPFIX, nfdump sums it per 5-tuple

@@ -89,6 +89,7 @@ bash build/e2e.sh target/release/netprobe-agent
 bash build/e2e-restart.sh target/release/netprobe-agent
 bash build/e2e-hotplug.sh target/release/netprobe-agent
 bash build/e2e-l3.sh target/release/netprobe-agent
+bash build/e2e-ifaces.sh target/release/netprobe-agent
 bash build/e2e-security.sh target/release/netprobe-agent
 bash build/e2e-hardening.sh target/release/netprobe-agent
 bash build/e2e-detect.sh target/release/netprobe-agent

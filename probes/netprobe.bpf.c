@@ -131,7 +131,7 @@ static __always_inline __u32 np_detect_weight(const struct np_flow_ctx *fc)
  * which would mask a flood.
  */
 static __always_inline void np_flow_account(struct np_flow_key *k, struct np_packet_stats *st,
-					    __u64 len, __u8 flags, int tx, __u64 now,
+					    __u64 len, __u32 pkts, __u8 flags, int tx, __u64 now,
 					    struct np_flow_ctx *fc, struct np_flow_res *fr)
 {
 	struct np_admission *a = fc->a;
@@ -186,7 +186,7 @@ static __always_inline void np_flow_account(struct np_flow_key *k, struct np_pac
 			}
 		}
 		c = tx ? &nv.tx : &nv.rx;
-		c->packets = 1;
+		c->packets = pkts;
 		c->bytes = len;
 		err = bpf_map_update_elem(&flow_stats, k, &nv, BPF_NOEXIST);
 		if (err == 0) {
@@ -214,7 +214,7 @@ static __always_inline void np_flow_account(struct np_flow_key *k, struct np_pac
 	if (k->proto == IPPROTO_UDP && ((v->last_seen_ns ^ now) >> NP_CONV_GEN_SHIFT))
 		np_conv_stamp(k, now);
 	c = tx ? &v->tx : &v->rx;
-	__sync_fetch_and_add(&c->packets, 1);
+	__sync_fetch_and_add(&c->packets, pkts);
 	__sync_fetch_and_add(&c->bytes, len);
 	v->last_seen_ns = now;
 	/* Not atomic: BPF atomic OR needs 5.12 (floor is 5.8). Written only when
@@ -253,11 +253,14 @@ struct {
 
 /* The per-packet work shared by the programs; hook and l3_device are
  * constants (see np_parse; an L3 device gets the netprobe_l3_* TC programs and no
- * XDP). ingress_ifindex: where a packet leaving through TC egress came in (0:
+ * XDP). segs: the packets this one stands for (a GSO packet the device
+ * will cut into segs, each repeating the headers; else 1); *wire gets its
+ * bytes as the device will count them. ingress_ifindex: where a packet leaving through TC egress came in (0:
  * this host sent it). Returns NP_VERDICT_DROP only when --mitigate=on
  * matched the packet. */
 static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, __u64 len,
-				     __u32 hook, __u32 ingress_ifindex, int l3_device)
+				     __u32 hook, __u32 ingress_ifindex, int l3_device, __u32 segs,
+				     __u64 *wire)
 {
 	struct np_flow_ctx fc;
 	struct np_packet_stats *st;
@@ -275,20 +278,24 @@ static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, 
 	__builtin_memset(&x->p, 0, 8);
 	_Static_assert(__builtin_offsetof(struct np_parse, qdst) == 8, "np_parse: flags, then qdst");
 	x->p.qproto = 0;
+	x->p.hdr_len = 0;
 	__builtin_memset(&x->fr, 0, sizeof(x->fr));
 	x->k.ifindex = ifindex;
 	skip = np_parse(data, data_end, &x->p, &x->k, l3_device);
+	if (segs > 1)
+		len += (__u64)(segs - 1) * x->p.hdr_len;
+	*wire = len;
 
 	st = np_stats_get(ifindex, hook);
 	if (st) {
-		st->total.packets++;
+		st->total.packets += segs;
 		st->total.bytes += len;
 		if (x->p.l3) {
 			/* Verifier: bound the variable indices into l3[][]. */
 			if (x->p.family < NP_FAMILY_MAX && x->p.l4 < NP_L4_MAX) {
 				struct np_counter *c = &st->l3[x->p.family][x->p.l4];
 
-				c->packets++;
+				c->packets += segs;
 				c->bytes += len;
 			}
 			if (x->p.tcp_flags) {
@@ -325,7 +332,7 @@ static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, 
 	np_flow_prepare(&fc, &x->k, now);
 	if (hook == NP_HOOK_TC_EGRESS) {
 		weight = np_detect_weight(&fc);
-		np_flow_account(&x->k, st, len, x->p.tcp_flags, 1, now, &fc, &x->fr);
+		np_flow_account(&x->k, st, len, segs, x->p.tcp_flags, 1, now, &fc, &x->fr);
 		asm volatile("" ::: "memory"); /* as above, for the flow results */
 		np_detect_egress(&x->p, &x->k, now, ifindex, ingress_ifindex, weight, &x->fr);
 		return NP_VERDICT_PASS;
@@ -334,7 +341,7 @@ static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, 
 	if (np_lists(&x->k, now, ifindex, 1) == NP_VERDICT_DROP)
 		return NP_VERDICT_DROP;
 	weight = np_detect_weight(&fc); /* before the flow's refusal moves the sample */
-	np_flow_account(&x->k, st, len, x->p.tcp_flags, 0, now, &fc, &x->fr);
+	np_flow_account(&x->k, st, len, segs, x->p.tcp_flags, 0, now, &fc, &x->fr);
 	asm volatile("" ::: "memory"); /* as above, for the flow results */
 	np_detect_ingress(&x->p, &x->k, len, now, ifindex, weight, &x->fr);
 	return NP_VERDICT_PASS;
@@ -346,7 +353,10 @@ int netprobe_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 
-	if (np_handle(data, data_end, ctx->ingress_ifindex, data_end - data, NP_HOOK_XDP, 0, 0) ==
+	__u64 wire = 0;
+
+	if (np_handle(data, data_end, ctx->ingress_ifindex, data_end - data, NP_HOOK_XDP, 0, 0, 1,
+		      &wire) ==
 	    NP_VERDICT_DROP)
 		return XDP_DROP; /* only with --mitigate=on */
 	return XDP_PASS;
@@ -357,12 +367,23 @@ static __always_inline int np_tc(struct __sk_buff *skb, __u32 hook, __u32 dir, i
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	__u32 ifindex = skb->ifindex;
-	__u64 len = skb->len;
+	__u64 len = skb->len, wire = len;
+	__u32 segs = 1;
 
-	int verdict = np_handle(data, data_end, ifindex, len, hook, skb->ingress_ifindex, l3_device);
+	/* A GSO packet on a device that cuts it in software after this hook
+	 * (no TSO): the device counts each segment; so does this. The lookup
+	 * is paid by GSO packets alone, 64 KB at a time. */
+	if (hook == NP_HOOK_TC_EGRESS && skb->gso_segs > 1) {
+		struct np_iface_config *cfg = bpf_map_lookup_elem(&iface_config, &ifindex);
 
-	np_tc_device_add(ifindex, dir, NP_STAT_PACKETS, 1);
-	np_tc_device_add(ifindex, dir, NP_STAT_BYTES, len);
+		if (cfg && (cfg->flags & NP_IFACE_TX_SEGMENTS))
+			segs = skb->gso_segs;
+	}
+	int verdict = np_handle(data, data_end, ifindex, len, hook, skb->ingress_ifindex, l3_device,
+				segs, &wire);
+
+	np_tc_device_add(ifindex, dir, NP_STAT_PACKETS, segs);
+	np_tc_device_add(ifindex, dir, NP_STAT_BYTES, wire);
 	if (verdict == NP_VERDICT_DROP)
 		return TC_ACT_SHOT; /* only with --mitigate=on, where XDP is not attached */
 	return TC_ACT_UNSPEC; /* = TCX_NEXT: the next program or the stack decides */

@@ -18,7 +18,7 @@ use log::{info, warn};
 
 use crate::abi::{
     Counter, FlowKey, FlowStats, Hook, IfaceConfig, PacketStats, StatsKey, TcDeviceKey,
-    IFACE_XDP_ATTACHED,
+    IFACE_TX_SEGMENTS, IFACE_XDP_ATTACHED,
 };
 use crate::kernel::KernelVersion;
 use crate::pins::held_link::{self, HeldLink};
@@ -177,6 +177,8 @@ pub struct NetworkStats {
     pub ifindex: u32,
     /// The hook whose counters are `rx`: XDP where attached, else TC ingress.
     pub rx_source: Hook,
+    /// `rx` and `tx` follow the kernel's convention for the device
+    /// ([`LinkHeader`]); `per_hook` holds what the probes saw.
     pub rx: Counter,
     pub tx: Counter,
     pub per_hook: Vec<(Hook, PacketStats)>,
@@ -216,7 +218,58 @@ enum HookLink {
 pub struct Attached {
     pub ifindex: u32,
     pub hooks: Vec<HookAttachment>,
+    /// Where the kernel's own byte counters of this device leave out the
+    /// Ethernet header (see [`LinkHeader`]).
+    pub link_header: LinkHeader,
+    /// Its iface_config flags (`IFACE_*`), as written to the map.
+    iface_flags: u32,
     links: Vec<HookLink>,
+}
+
+/// Devices whose kernel byte counters leave out the 14-byte Ethernet
+/// header that the probes see, per direction: the interface counters the
+/// agent exports follow the kernel's (the per-hook counters keep what the
+/// probes saw). Measured by build/e2e-ifaces.sh and build/e2e.sh: a
+/// bridge counts received frames after the header is pulled, VXLAN both
+/// ways, and a veth under native XDP received frames (its NAPI path).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkHeader {
+    pub rx_excluded: bool,
+    pub tx_excluded: bool,
+}
+
+/// The Ethernet header length the kernel leaves out where [`LinkHeader`] says.
+pub const ETH_HEADER_BYTES: u64 = 14;
+
+impl LinkHeader {
+    fn of(driver: Option<&str>, native_xdp: bool) -> LinkHeader {
+        match driver {
+            Some("bridge") => LinkHeader {
+                rx_excluded: true,
+                tx_excluded: false,
+            },
+            Some("vxlan") => LinkHeader {
+                rx_excluded: true,
+                tx_excluded: true,
+            },
+            Some("veth") if native_xdp => LinkHeader {
+                rx_excluded: true,
+                tx_excluded: false,
+            },
+            _ => LinkHeader::default(),
+        }
+    }
+
+    /// `c` as the kernel's counter of that direction shows it.
+    fn apply(excluded: bool, c: Counter) -> Counter {
+        if !excluded {
+            return c;
+        }
+        Counter {
+            packets: c.packets,
+            bytes: c.bytes.saturating_sub(ETH_HEADER_BYTES * c.packets),
+        }
+    }
 }
 
 /// Loaded probes and what they are attached to.
@@ -371,10 +424,18 @@ impl Manager {
         let mut done = Attached {
             ifindex,
             hooks: Vec::new(),
+            link_header: LinkHeader::default(),
+            iface_flags: 0,
             links: Vec::new(),
         };
         match self.attach_hooks(interface, ifindex, &mut done) {
             Ok(()) => {
+                let native_xdp = done
+                    .hooks
+                    .iter()
+                    .any(|h| h.hook == Hook::Xdp && h.mode == "native");
+                done.link_header =
+                    LinkHeader::of(crate::netif::driver(interface).as_deref(), native_xdp);
                 let modes: Vec<String> = done
                     .hooks
                     .iter()
@@ -403,6 +464,7 @@ impl Manager {
         // their own, and no XDP (generic XDP would turn GRO off, and the
         // TC hooks see every packet).
         let l3 = crate::netif::by_name(interface).is_ok_and(|i| i.is_l3());
+        done.iface_flags = tx_segments_flag(interface);
         let xdp_mode = if l3 {
             XdpMode::Off
         } else {
@@ -446,10 +508,7 @@ impl Manager {
             match (last_err, xdp_mode) {
                 (None, _) => {
                     // TC ingress leaves flow accounting to XDP on this interface.
-                    let cfg = IfaceConfig { flags: IFACE_XDP_ATTACHED, pad: 0 };
-                    self.iface_config
-                        .insert(ifindex, cfg, 0)
-                        .map_err(|source| Error::Map { map: probes::MAP_IFACE_CONFIG, source })?;
+                    done.iface_flags |= IFACE_XDP_ATTACHED;
                 }
                 (Some(e), XdpMode::Auto) => info!(
                     "no native XDP on {interface} ({}); counting its received packets with TC ingress, \
@@ -460,9 +519,9 @@ impl Manager {
                     return Err(Error::Attach { interface: interface.into(), hook: Hook::Xdp, source })
                 }
             }
-        } else {
-            let _ = self.iface_config.remove(&ifindex);
         }
+        // Before TC attaches: its programs read these flags.
+        self.set_iface_flags(ifindex, done.iface_flags)?;
 
         let tcx = self.tcx();
         for (hook, ethernet, l3_name, at) in TC_HOOKS {
@@ -822,6 +881,37 @@ impl Manager {
                 h.missing = missing;
             }
         }
+        // TSO may be switched at run time (ethtool -K): follow it.
+        let changed: Vec<(u32, u32)> = self
+            .attached
+            .iter_mut()
+            .filter_map(|(interface, a)| {
+                let flags = (a.iface_flags & !IFACE_TX_SEGMENTS) | tx_segments_flag(interface);
+                (flags != a.iface_flags).then(|| {
+                    a.iface_flags = flags;
+                    (a.ifindex, flags)
+                })
+            })
+            .collect();
+        for (ifindex, flags) in changed {
+            if let Err(e) = self.set_iface_flags(ifindex, flags) {
+                warn!("updating iface_config of ifindex {ifindex}: {e}");
+            }
+        }
+    }
+
+    /// Writes an interface's iface_config flags (none: no entry).
+    fn set_iface_flags(&mut self, ifindex: u32, flags: u32) -> Result<(), Error> {
+        if flags == 0 {
+            let _ = self.iface_config.remove(&ifindex);
+            return Ok(());
+        }
+        self.iface_config
+            .insert(ifindex, IfaceConfig { flags, pad: 0 }, 0)
+            .map_err(|source| Error::Map {
+                map: probes::MAP_IFACE_CONFIG,
+                source,
+            })
     }
 
     /// Interfaces attached now, by name.
@@ -875,8 +965,8 @@ impl Manager {
                     interface: name.clone(),
                     ifindex: a.ifindex,
                     rx_source,
-                    rx: get(rx_source).total,
-                    tx: get(Hook::TcEgress).total,
+                    rx: LinkHeader::apply(a.link_header.rx_excluded, get(rx_source).total),
+                    tx: LinkHeader::apply(a.link_header.tx_excluded, get(Hook::TcEgress).total),
                     per_hook: a.hooks.iter().map(|h| (h.hook, get(h.hook))).collect(),
                 }
             })
@@ -989,6 +1079,16 @@ const TC_HOOKS: [(Hook, &str, &str, TcAttachType); 2] = [
         TcAttachType::Egress,
     ),
 ];
+
+/// `IFACE_TX_SEGMENTS` when the device has no TSO (the kernel then cuts
+/// GSO packets after TC egress and counts each segment), else 0.
+fn tx_segments_flag(interface: &str) -> u32 {
+    if crate::netif::tso_enabled(interface) == Some(false) {
+        IFACE_TX_SEGMENTS
+    } else {
+        0
+    }
+}
 
 /// Both programs NetProbe may attach at `at` (Ethernet-like, L3).
 fn tc_programs(at: TcAttachType) -> [&'static str; 2] {

@@ -123,10 +123,26 @@ fn invalid(p: &Path, s: &str) -> io::Error {
     )
 }
 
+/// Whether TCP segmentation offload (TSO) is on for the device (ethtool's
+/// `tcp-segmentation-offload`), or `None` when the device does not say.
+/// Without it the kernel cuts GSO packets in software after TC egress.
+pub fn tso_enabled(name: &str) -> Option<bool> {
+    const ETHTOOL_GTSO: u32 = 0x1e;
+    #[repr(C)]
+    struct Value {
+        cmd: u32,
+        data: u32,
+    }
+    let mut v = Value {
+        cmd: ETHTOOL_GTSO,
+        data: 0,
+    };
+    ethtool(name, (&mut v as *mut Value).cast()).then_some(v.data != 0)
+}
+
 /// The driver behind an interface (`veth`, `virtio_net`, `e1000e`, ...), as
 /// `ethtool -i` reports it; `None` if the device does not say.
 pub fn driver(name: &str) -> Option<String> {
-    const SIOCETHTOOL: libc::c_ulong = 0x8946;
     const ETHTOOL_GDRVINFO: u32 = 0x3;
     #[repr(C)]
     struct DrvInfo {
@@ -143,36 +159,11 @@ pub fn driver(name: &str) -> Option<String> {
         eedump_len: u32,
         regdump_len: u32,
     }
-    #[repr(C)]
-    struct IfReq {
-        name: [u8; libc::IFNAMSIZ],
-        data: *mut DrvInfo,
-        pad: [u8; 16],
-    }
-    if name.len() >= libc::IFNAMSIZ {
-        return None;
-    }
-    // SAFETY: all-zero is valid for these plain structs.
+    // SAFETY: all-zero is valid for this plain struct.
     let mut info: DrvInfo = unsafe { std::mem::zeroed() };
     info.cmd = ETHTOOL_GDRVINFO;
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        data: &mut info,
-        pad: [0; 16],
-    };
-    req.name[..name.len()].copy_from_slice(name.as_bytes());
-    // SAFETY: a datagram socket for the ioctl, closed below; `req` and
-    // `info` outlive the call.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return None;
-        }
-        let rc = libc::ioctl(fd, SIOCETHTOOL as _, &mut req);
-        libc::close(fd);
-        if rc != 0 {
-            return None;
-        }
+    if !ethtool(name, (&mut info as *mut DrvInfo).cast()) {
+        return None;
     }
     let end = info
         .driver
@@ -180,6 +171,39 @@ pub fn driver(name: &str) -> Option<String> {
         .position(|&b| b == 0)
         .unwrap_or(info.driver.len());
     Some(String::from_utf8_lossy(&info.driver[..end]).into_owned()).filter(|s| !s.is_empty())
+}
+
+/// One `SIOCETHTOOL` request on `name`: `data` points to the command's
+/// structure, whose first field is the command. False when the device
+/// does not answer it.
+fn ethtool(name: &str, data: *mut libc::c_void) -> bool {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; libc::IFNAMSIZ],
+        data: *mut libc::c_void,
+        pad: [u8; 16],
+    }
+    if name.len() >= libc::IFNAMSIZ {
+        return false;
+    }
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data,
+        pad: [0; 16],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: a datagram socket for the ioctl, closed below; `req` and
+    // what `data` points to outlive the call.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return false;
+        }
+        let rc = libc::ioctl(fd, SIOCETHTOOL as _, &mut req);
+        libc::close(fd);
+        rc == 0
+    }
 }
 
 #[cfg(test)]

@@ -74,7 +74,9 @@ struct np_parse {
 	 * written in full whenever quoted is set. */
 	__u32 qdst[4];  /* its destination address */
 	__u8 qproto;    /* its IP protocol */
-	__u8 pad[3];
+	__u8 pad;
+	__u16 hdr_len;  /* frame start to the end of the TCP or UDP header; else 0
+			 * (np_handle: the headers each GSO segment repeats) */
 };
 
 #define NP_ICMP_DEST_UNREACH 3
@@ -158,7 +160,7 @@ static __always_inline __u8 np_l4_of(__u8 proto, __u8 family)
 }
 
 /* L4 header at l4 for p->l4 (already set). Ports stay 0 unless it parses. */
-static __always_inline __u32 np_parse_l4(void *l4, void *data_end,
+static __always_inline __u32 np_parse_l4(void *data, void *l4, void *data_end,
 					 struct np_parse *p, struct np_flow_key *k)
 {
 	switch (p->l4) {
@@ -172,6 +174,7 @@ static __always_inline __u32 np_parse_l4(void *l4, void *data_end,
 		k->sport = bpf_ntohs(th->source);
 		k->dport = bpf_ntohs(th->dest);
 		p->tcp_flags = ((__u8 *)th)[13];
+		p->hdr_len = (__u16)(l4 - data) + th->doff * 4;
 		return NP_SKIP_NONE;
 	}
 	case NP_L4_UDP: {
@@ -181,6 +184,7 @@ static __always_inline __u32 np_parse_l4(void *l4, void *data_end,
 			return NP_SKIP_SHORT_L4;
 		k->sport = bpf_ntohs(uh->source);
 		k->dport = bpf_ntohs(uh->dest);
+		p->hdr_len = (__u16)(l4 - data) + sizeof(*uh);
 		return NP_SKIP_NONE;
 	}
 	case NP_L4_ICMP:
@@ -199,7 +203,7 @@ static __always_inline __u32 np_parse_l4(void *l4, void *data_end,
 	}
 }
 
-static __always_inline __u32 np_parse_ipv4(void *cur, void *data_end,
+static __always_inline __u32 np_parse_ipv4(void *data, void *cur, void *data_end,
 					   struct np_parse *p, struct np_flow_key *k)
 {
 	struct iphdr *ip = cur;
@@ -229,10 +233,10 @@ static __always_inline __u32 np_parse_ipv4(void *cur, void *data_end,
 	/* Only the first fragment (offset 0) carries the L4 header. */
 	if (ip->frag_off & bpf_htons(NP_IP_OFFSET))
 		return NP_SKIP_FRAGMENT;
-	return np_parse_l4(l4, data_end, p, k);
+	return np_parse_l4(data, l4, data_end, p, k);
 }
 
-static __always_inline __u32 np_parse_ipv6(void *cur, void *data_end,
+static __always_inline __u32 np_parse_ipv6(void *data, void *cur, void *data_end,
 					   struct np_parse *p, struct np_flow_key *k)
 {
 	struct ipv6hdr *ip6 = cur;
@@ -294,7 +298,7 @@ static __always_inline __u32 np_parse_ipv6(void *cur, void *data_end,
 	if (np_is_exthdr(nexthdr))
 		return NP_SKIP_EXTHDR_CHAIN;
 	p->l4 = np_l4_of(nexthdr, NP_FAMILY_IPV6);
-	return np_parse_l4(cur, data_end, p, k);
+	return np_parse_l4(data, cur, data_end, p, k);
 }
 
 /*
@@ -318,9 +322,9 @@ static __always_inline __u32 np_parse(void *data, void *data_end,
 		if ((void *)(first + 1) > data_end)
 			return NP_SKIP_NON_IP;
 		if ((*first >> 4) == 4)
-			return np_parse_ipv4(data, data_end, p, k);
+			return np_parse_ipv4(data, data, data_end, p, k);
 		if ((*first >> 4) == 6)
-			return np_parse_ipv6(data, data_end, p, k);
+			return np_parse_ipv6(data, data, data_end, p, k);
 		return NP_SKIP_NON_IP;
 	}
 	if ((void *)(eth + 1) > data_end)
@@ -346,9 +350,9 @@ static __always_inline __u32 np_parse(void *data, void *data_end,
 		return NP_SKIP_VLAN_DEPTH;
 
 	if (proto == bpf_htons(ETH_P_IP))
-		return np_parse_ipv4(cur, data_end, p, k);
+		return np_parse_ipv4(data, cur, data_end, p, k);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return np_parse_ipv6(cur, data_end, p, k);
+		return np_parse_ipv6(data, cur, data_end, p, k);
 	return NP_SKIP_NON_IP;
 }
 

@@ -228,6 +228,9 @@ pub const FLOW_TWOWAY: u32 = 1 << 1;
 
 /// `enum np_iface_flag`
 pub const IFACE_XDP_ATTACHED: u32 = 1 << 0;
+/// `NP_IFACE_TX_SEGMENTS`: the device has no TSO; TC egress counts each
+/// segment of a GSO packet.
+pub const IFACE_TX_SEGMENTS: u32 = 1 << 1;
 
 /// `struct np_iface_config`: iface_config value.
 #[repr(C)]

@@ -166,6 +166,10 @@ enum np_flow_flag {
 enum np_iface_flag {
 	/* XDP is attached here, so TC ingress leaves flow accounting to it. */
 	NP_IFACE_XDP_ATTACHED = 1 << 0,
+	/* The device has no TSO: the kernel cuts a GSO packet into segments
+	 * after TC egress, and the device counts each. TC egress counts them
+	 * too (gso_segs, each with the headers repeated). */
+	NP_IFACE_TX_SEGMENTS = 1 << 1,
 };
 
 struct np_iface_config {
