@@ -89,7 +89,7 @@ AGENT=$TARGET_DIR/release/netprobe-agent
 BENCH=$TARGET_DIR/release/netprobe-bench
 if [ -z "${NO_BUILD:-}" ]; then
 	echo "bench: building netprobe-agent and netprobe-bench (release)" >&2
-	cargo build --locked --release --bin netprobe-agent --bin netprobe-bench >&2
+	cargo build --locked --release --features testkit --bin netprobe-agent --bin netprobe-bench >&2
 fi
 for b in "$AGENT" "$BENCH"; do
 	[ -x "$b" ] || { echo "bench: $b not found (cargo build --release)" >&2; exit 1; }

@@ -34,11 +34,11 @@ fast() {
 	step "fast: cargo fmt --check"
 	cargo fmt --check
 	step "fast: cargo clippy (all targets, warnings are errors)"
-	cargo clippy --locked --all-targets --quiet -- -D warnings
+	cargo clippy --locked --all-targets --features testkit --quiet -- -D warnings
 	step "fast: cargo test without privileges (unit, golden, parsers, HTTP abuse)"
 	local drop=()
 	[ "$(id -u)" -eq 0 ] && drop=(setpriv --bounding-set -all --inh-caps -all --)
-	"${drop[@]}" cargo test --locked --all-targets
+	"${drop[@]}" cargo test --locked --all-targets --features testkit
 }
 
 case "${1:-}" in
@@ -81,7 +81,7 @@ step "kernel tier (cargo test -- --ignored: real probes, root)"
 # co_re_relocates_against_debian_6_1 needs Debian's kernel BTF, which
 # build/e2e-sockets.sh fetches and then runs it; verifier_cost is a tool
 # that prints figures, not a test.
-cargo test --locked --all-targets -- --ignored --skip co_re_relocates_against_debian_6_1 --skip verifier_cost
+cargo test --locked --all-targets --features testkit -- --ignored --skip co_re_relocates_against_debian_6_1 --skip verifier_cost
 
 step "end to end"
 cargo build --locked --release --bin netprobe-agent
@@ -113,7 +113,7 @@ step "appliance: boot test aarch64 (QEMU, TCG)"
 bash build/boot-test.sh aarch64
 
 step "benchmark smoke run"
-cargo run --locked --release --bin netprobe-bench -- --quick
+cargo run --locked --release --features testkit --bin netprobe-bench -- --quick
 cargo run --locked --release --bin netprobe-sockbench -- --quick
 
 echo

@@ -24,6 +24,7 @@ pub mod lists;
 pub mod manager;
 pub mod metrics;
 pub mod netif;
+#[cfg(feature = "testkit")]
 pub mod packet;
 pub mod pins;
 pub mod probes;
@@ -31,5 +32,6 @@ pub mod process;
 pub mod rates;
 pub mod snapshot;
 pub mod sockets;
+#[cfg(feature = "testkit")]
 pub mod testrun;
 pub mod units;
