@@ -55,7 +55,9 @@ with=$(ina curl -s -o /dev/null -w '%{http_code}' -u 'viewer:page secret' "$PAGE
 	|| fail "with --metrics-auth-file, / answered $code without the credential, $with with it"
 kill -TERM "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=
 
-start_agent --pin-path '' || { fail "agent did not start"; exit 1; }
+# The home side is this namespace alone: the scanner shares its /24, which
+# --home-networks auto counts as home, and a home host's scan is no alert.
+start_agent --pin-path '' --home-networks "$A4,$A6" || { fail "agent did not start"; exit 1; }
 ina curl -fsS -D "$LOG/page.headers" -o "$LOG/page.html" "$PAGE_URL" || fail "GET / failed"
 cmp -s "$LOG/page.html" "$REPO/agent/assets/index.html" && ok "GET / serves agent/assets/index.html as it is" \
 	|| fail "GET / does not serve agent/assets/index.html"
