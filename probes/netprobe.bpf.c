@@ -38,6 +38,12 @@
 #include "conversation.h"
 #include "detect.h"
 
+/* The ring-buffer records have no map whose type carries them into BTF;
+ * these read-only globals do, so the agent's layout test checks them
+ * against its mirror like every other ABI struct (agent/tests/abi_layout.rs). */
+const volatile struct np_event np_abi_event = {};
+const volatile struct np_alert_event np_abi_alert_event = {};
+
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 /* Initial packet_stats value: too big (376 bytes) for the 512-byte stack

@@ -99,6 +99,11 @@
 
 #include "abi/sock.h"
 
+/* The ring-buffer records, in BTF for the agent's layout test
+ * (agent/tests/abi_layout.rs), as in netprobe.bpf.c. */
+const volatile struct np_learn_record np_abi_learn_record = {};
+const volatile struct np_sock_event np_abi_sock_event = {};
+
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 /*
