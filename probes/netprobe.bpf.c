@@ -328,12 +328,6 @@ static __always_inline int np_handle(void *data, void *data_end, __u32 ifindex, 
 	asm volatile("" ::: "memory");
 	if (!x->p.l3)
 		return NP_VERDICT_PASS;
-	if (hook == NP_HOOK_TC_INGRESS) {
-		struct np_iface_config *cfg = bpf_map_lookup_elem(&iface_config, &ifindex);
-
-		if (cfg && (cfg->flags & NP_IFACE_XDP_ATTACHED))
-			return NP_VERDICT_PASS; /* XDP already accounted and checked this packet */
-	}
 	now = np_now();
 	np_flow_prepare(&fc, &x->k, now);
 	if (hook == NP_HOOK_TC_EGRESS) {
@@ -405,6 +399,25 @@ SEC("classifier")
 int netprobe_tc_egress(struct __sk_buff *skb)
 {
 	return np_tc(skb, NP_HOOK_TC_EGRESS, NP_DIR_EGRESS, 0);
+}
+
+/* TC ingress on a device where XDP is attached: XDP has counted, parsed,
+ * accounted and checked every packet already, so this counts only what TC
+ * sees (packets after GRO, their bytes) in its own hook's totals. A program
+ * of its own: the full one pays no per-packet test of where XDP is. */
+SEC("classifier")
+int netprobe_tc_after_xdp(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct np_packet_stats *st = np_stats_get(ifindex, NP_HOOK_TC_INGRESS);
+
+	if (st) {
+		st->total.packets++;
+		st->total.bytes += skb->len;
+	}
+	np_tc_device_add(ifindex, NP_DIR_INGRESS, NP_STAT_PACKETS, 1);
+	np_tc_device_add(ifindex, NP_DIR_INGRESS, NP_STAT_BYTES, skb->len);
+	return TC_ACT_UNSPEC;
 }
 
 /* L3 devices (tun, wg, ppp, raw-IP wwan, ipip, gre): the packet starts at

@@ -18,7 +18,7 @@ use log::{info, warn};
 
 use crate::abi::{
     Counter, FlowKey, FlowStats, Hook, IfaceConfig, PacketStats, StatsKey, TcDeviceKey,
-    IFACE_TX_SEGMENTS, IFACE_XDP_ATTACHED,
+    IFACE_TX_SEGMENTS,
 };
 use crate::kernel::KernelVersion;
 use crate::pins::held_link::{self, HeldLink};
@@ -352,6 +352,7 @@ impl Manager {
             probes::PROG_TC_EGRESS,
             probes::PROG_L3_INGRESS,
             probes::PROG_L3_EGRESS,
+            probes::PROG_TC_AFTER_XDP,
         ] {
             let p: &mut SchedClassifier = program(&mut bpf, name)?;
             p.load().map_err(|source| Error::Program {
@@ -506,10 +507,7 @@ impl Manager {
                 }
             }
             match (last_err, xdp_mode) {
-                (None, _) => {
-                    // TC ingress leaves flow accounting to XDP on this interface.
-                    done.iface_flags |= IFACE_XDP_ATTACHED;
-                }
+                (None, _) => {}
                 (Some(e), XdpMode::Auto) => info!(
                     "no native XDP on {interface} ({}); counting its received packets with TC ingress, \
                      which keeps GRO (--xdp-mode generic forces generic XDP)",
@@ -524,8 +522,15 @@ impl Manager {
         self.set_iface_flags(ifindex, done.iface_flags)?;
 
         let tcx = self.tcx();
+        // Where XDP counts and checks received packets, TC ingress only
+        // counts what it sees (netprobe_tc_after_xdp).
+        let xdp = done.hooks.iter().any(|h| h.hook == Hook::Xdp);
         for (hook, ethernet, l3_name, at) in TC_HOOKS {
-            let name = if l3 { l3_name } else { ethernet };
+            let name = match (hook, l3, xdp) {
+                (Hook::TcIngress, false, true) => probes::PROG_TC_AFTER_XDP,
+                (_, true, _) => l3_name,
+                _ => ethernet,
+            };
             let attached = if tcx {
                 self.attach_tc(interface, ifindex, hook, name, at)
             } else {
@@ -1090,10 +1095,15 @@ fn tx_segments_flag(interface: &str) -> u32 {
     }
 }
 
-/// Both programs NetProbe may attach at `at` (Ethernet-like, L3).
-fn tc_programs(at: TcAttachType) -> [&'static str; 2] {
+/// Every program NetProbe may attach at `at` (Ethernet-like, L3, and on
+/// ingress the one behind XDP).
+fn tc_programs(at: TcAttachType) -> Vec<&'static str> {
     let (_, ethernet, l3, _) = TC_HOOKS[usize::from(at == TcAttachType::Egress)];
-    [ethernet, l3]
+    let mut names = vec![ethernet, l3];
+    if at != TcAttachType::Egress {
+        names.push(probes::PROG_TC_AFTER_XDP);
+    }
+    names
 }
 
 fn direction(at: TcAttachType) -> &'static str {

@@ -38,6 +38,8 @@ pub fn socket_object() -> &'static [u8] {
 pub const PROG_XDP: &str = "netprobe_xdp";
 pub const PROG_TC_INGRESS: &str = "netprobe_tc_ingress";
 pub const PROG_TC_EGRESS: &str = "netprobe_tc_egress";
+/// TC ingress where XDP is attached: totals only.
+pub const PROG_TC_AFTER_XDP: &str = "netprobe_tc_after_xdp";
 /// TC programs of L3 devices, whose packets start at the IP header.
 pub const PROG_L3_INGRESS: &str = "netprobe_l3_ingress";
 pub const PROG_L3_EGRESS: &str = "netprobe_l3_egress";

@@ -446,7 +446,7 @@ fn check_frame(
         Outcome::Ip(ip) => Some(ip.key(ifindex)),
         _ => None,
     };
-    let accounts = key.is_some() && !(prog == Prog::TcIngress && p.xdp_attached(ifindex));
+    let accounts = key.is_some();
     let before = p.stats(ifindex, hook);
     let flow_before = key.as_ref().and_then(|k| p.flow(k));
     let tc_before = prog.tc_direction().map(|d| {
@@ -702,70 +702,45 @@ fn fixture_table_truncated_at_every_offset() {
 
 #[test]
 #[ignore = "kernel tier: loads BPF programs as root; build/test.sh runs it, or: sudo -E cargo test -- --ignored"]
-fn xdp_flag_leaves_tc_ingress_flows_to_xdp() {
-    let mut p = Probes::load();
-    let frame = v4().udp(1111, 2222).payload(10).bytes();
-    let key = Parsed::v4(L4_UDP, 17).ports(1111, 2222).key(LO);
+fn tc_after_xdp_counts_totals_and_leaves_the_rest_to_xdp() {
+    let p = Probes::load();
+    let frame = v4().tcp(1111, 2222, tcp::SYN).payload(10).bytes();
+    let key = Parsed::v4(L4_TCP, 6).ports(1111, 2222).key(LO);
     let len = frame.len() as u64;
 
-    // Without the flag TC ingress accounts rx.
-    p.run(Prog::TcIngress, &frame, LO);
-    assert_eq!(
-        p.flow(&key).unwrap().rx,
-        Counter {
-            packets: 1,
-            bytes: len
-        }
-    );
+    p.run(Prog::Xdp, &frame, LO);
+    let xdp = p.stats(LO, Hook::Xdp);
+    let flow = p.flow(&key).expect("XDP created the flow");
+    let tc_before = p.stats(LO, Hook::TcIngress);
+    let dev_before = p.tc_device(LO, abi::DIR_INGRESS, abi::STAT_PACKETS);
 
-    p.set_iface_flags(LO, abi::IFACE_XDP_ATTACHED);
-    let before = p.stats(LO, Hook::TcIngress);
-    p.run(Prog::TcIngress, &frame, LO);
-    let f = p.flow(&key).unwrap();
+    p.run(Prog::TcAfterXdp, &frame, LO);
+    let d = sub_stats(&p.stats(LO, Hook::TcIngress), &tc_before);
     assert_eq!(
-        f.rx,
+        d.total,
         Counter {
             packets: 1,
             bytes: len
         },
-        "TC ingress must not add with XDP attached"
+        "TC ingress behind XDP counts the packet"
     );
-    let d = sub_stats(&p.stats(LO, Hook::TcIngress), &before);
-    assert_eq!(d.total.packets, 1, "packet_stats still counts");
-    assert_eq!(d.l3[0][L4_UDP].packets, 1);
+    assert_eq!(d.l3[0][L4_TCP].packets, 0, "and parses nothing");
+    assert_eq!(d.tcp_flags, [0; abi::TCP_FLAG_MAX]);
     assert_eq!(d.flows_created, 0);
+    assert_eq!(
+        p.tc_device(LO, abi::DIR_INGRESS, abi::STAT_PACKETS),
+        dev_before + 1
+    );
+    assert_eq!(p.flow(&key), Some(flow), "the flow is XDP's alone");
+    assert_eq!(p.stats(LO, Hook::Xdp), xdp);
 
-    // A new flow on TC ingress is not even created.
+    // A flow XDP never saw is not created either.
     let other = v4().udp(3333, 4444).bytes();
-    p.run(Prog::TcIngress, &other, LO);
+    p.run(Prog::TcAfterXdp, &other, LO);
     assert_eq!(
         p.flow(&Parsed::v4(L4_UDP, 17).ports(3333, 4444).key(LO)),
         None
     );
-
-    // XDP and TC egress account as always: rx 2, tx 1.
-    p.run(Prog::Xdp, &frame, LO);
-    p.run(Prog::TcEgress, &frame, LO);
-    let f = p.flow(&key).unwrap();
-    assert_eq!(
-        f.rx,
-        Counter {
-            packets: 2,
-            bytes: 2 * len
-        }
-    );
-    assert_eq!(
-        f.tx,
-        Counter {
-            packets: 1,
-            bytes: len
-        }
-    );
-
-    // The table-driven check agrees, with the flag set.
-    for r in rows() {
-        check_frame(&p, Prog::TcIngress, LO, &r.frame.bytes, &r.outcome, r.desc);
-    }
 }
 
 /// Some interface other than loopback, to see ifindex reach the keys.

@@ -226,11 +226,9 @@ pub const FLOW_REPLY: u32 = 1 << 0;
 /// `enum np_flow_flag`: both directions carry traffic (a conversation).
 pub const FLOW_TWOWAY: u32 = 1 << 1;
 
-/// `enum np_iface_flag`
-pub const IFACE_XDP_ATTACHED: u32 = 1 << 0;
-/// `NP_IFACE_TX_SEGMENTS`: the device has no TSO; TC egress counts each
-/// segment of a GSO packet.
-pub const IFACE_TX_SEGMENTS: u32 = 1 << 1;
+/// `enum np_iface_flag`: `NP_IFACE_TX_SEGMENTS`, the device has no TSO;
+/// TC egress counts each segment of a GSO packet.
+pub const IFACE_TX_SEGMENTS: u32 = 1 << 0;
 
 /// `struct np_iface_config`: iface_config value.
 #[repr(C)]

@@ -46,12 +46,14 @@ pub fn require_privileges(what: &str) {
     );
 }
 
-/// The three packet programs of netprobe.bpf.o.
+/// The packet programs of netprobe.bpf.o: the three that parse (`ALL`),
+/// and TC ingress behind XDP, which only counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prog {
     Xdp,
     TcIngress,
     TcEgress,
+    TcAfterXdp,
 }
 
 impl Prog {
@@ -62,13 +64,14 @@ impl Prog {
             Prog::Xdp => probes::PROG_XDP,
             Prog::TcIngress => probes::PROG_TC_INGRESS,
             Prog::TcEgress => probes::PROG_TC_EGRESS,
+            Prog::TcAfterXdp => probes::PROG_TC_AFTER_XDP,
         }
     }
 
     pub fn hook(self) -> Hook {
         match self {
             Prog::Xdp => Hook::Xdp,
-            Prog::TcIngress => Hook::TcIngress,
+            Prog::TcIngress | Prog::TcAfterXdp => Hook::TcIngress,
             Prog::TcEgress => Hook::TcEgress,
         }
     }
@@ -88,7 +91,7 @@ impl Prog {
     pub fn tc_direction(self) -> Option<u32> {
         match self {
             Prog::Xdp => None,
-            Prog::TcIngress => Some(netprobe::abi::DIR_INGRESS),
+            Prog::TcIngress | Prog::TcAfterXdp => Some(netprobe::abi::DIR_INGRESS),
             Prog::TcEgress => Some(netprobe::abi::DIR_EGRESS),
         }
     }

@@ -57,7 +57,7 @@ impl Probes {
         let mut ebpf = loader
             .load(probes::netprobe_object())
             .unwrap_or_else(|e| panic!("loading netprobe.bpf.o (maps, relocations): {e:?}"));
-        for prog in Prog::ALL {
+        for prog in Prog::ALL.into_iter().chain([Prog::TcAfterXdp]) {
             let program = ebpf
                 .program_mut(prog.name())
                 .unwrap_or_else(|| panic!("netprobe.bpf.o has no program {}", prog.name()));
@@ -159,14 +159,6 @@ impl Probes {
         let mut m: HashMap<&mut MapData, u32, IfaceConfig> = HashMap::try_from(map).unwrap();
         m.insert(ifindex, IfaceConfig { flags, pad: 0 }, 0)
             .expect("writing iface_config");
-    }
-
-    pub fn xdp_attached(&self, ifindex: u32) -> bool {
-        let m: HashMap<&MapData, u32, IfaceConfig> =
-            HashMap::try_from(self.map(probes::MAP_IFACE_CONFIG)).unwrap();
-        m.get(&ifindex, 0)
-            .map(|c| c.flags & abi::IFACE_XDP_ATTACHED != 0)
-            .unwrap_or(false)
     }
 
     pub fn events(&mut self) -> Vec<abi::Event> {

@@ -162,14 +162,12 @@ enum np_flow_flag {
 	NP_FLOW_TWOWAY = 1 << 1,
 };
 
-/* iface_config value: what the agent attached on an interface. */
+/* iface_config value: what the probes must know of an interface. */
 enum np_iface_flag {
-	/* XDP is attached here, so TC ingress leaves flow accounting to it. */
-	NP_IFACE_XDP_ATTACHED = 1 << 0,
 	/* The device has no TSO: the kernel cuts a GSO packet into segments
 	 * after TC egress, and the device counts each. TC egress counts them
 	 * too (gso_segs, each with the headers repeated). */
-	NP_IFACE_TX_SEGMENTS = 1 << 1,
+	NP_IFACE_TX_SEGMENTS = 1 << 0,
 };
 
 struct np_iface_config {
