@@ -28,6 +28,7 @@ pub mod pins;
 pub mod probes;
 pub mod process;
 pub mod rates;
+pub mod sinks;
 pub mod snapshot;
 pub mod sockets;
 pub mod testrun;
