@@ -12,9 +12,11 @@
 #   IPFIX -> nfcapd (summed with nfdump) and nfacctd (pmacct) over UDP, and
 #     over TCP into a file that ipfixDump (libfixbuf) decodes: known flows,
 #     IPv4 and IPv6, TCP and UDP, both directions, add up exactly.
-# Until the agent runs the sinks, a test driver pushes known data through
-# them (agent/examples/export_driver.rs). About 70 s, plus building the
-# driver with https the first time.
+# A test driver pushes known data through the sinks
+# (agent/examples/export_driver.rs): exact timestamps and values, a spool
+# smaller than the outage, a torn spool record, https, TCP. The agent
+# itself drives them in build/e2e-export-agent.sh. About 70 s, plus
+# building the driver with https the first time.
 # Usage: build/e2e-export.sh [DRIVER]   (default: builds the example)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -15,6 +15,7 @@
 #      exact counters per XDP mode, restarts without losing counts, hotplug,
 #      the Grafana dashboard and Prometheus rules, the live page in Chromium;
 #      build/e2e-export.sh: remote_write and IPFIX into real receivers;
+#      build/e2e-export-agent.sh: the agent's own sinks, on a veth pair;
 #      build/k8s-check.sh: the Kubernetes manifests against their schemas
 #   7. the appliance: static x86_64 and aarch64 builds (and the x86_64 one's
 #      container image run under podman), aarch64 unit tests under
@@ -97,6 +98,7 @@ bash build/e2e-sockets.sh target/release/netprobe-agent
 bash build/e2e-dashboards.sh target/release/netprobe-agent
 bash build/e2e-page.sh target/release/netprobe-agent
 bash build/e2e-export.sh # the sinks into Prometheus, nfcapd, nfacctd, ipfixDump (about 70 s)
+bash build/e2e-export-agent.sh target/release/netprobe-agent # the agent itself pushing and exporting (about 70 s)
 bash build/k8s-check.sh target/release/netprobe-agent
 
 step "appliance: static builds (x86_64 and aarch64 musl), and the x86_64 one's image under podman"

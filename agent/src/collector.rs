@@ -9,14 +9,38 @@ use std::time::{Duration, Instant, SystemTime};
 use log::{debug, warn};
 
 use crate::abi::{Counter, FlowKey, FlowStats, Hook, FAMILY_IPV4};
-use crate::clock::{boottime_ns, unix_seconds};
+use crate::clock::{boottime_ns, unix_seconds, Now};
 use crate::interface_filter::InterfaceFilter;
 use crate::manager::{Error, Manager};
 use crate::snapshot::{
-    ChangeCounters, CollectionInfo, EventCounters, FlowEntry, FlowTable, HookInfo, InterfaceChange,
-    InterfaceSnapshot, MapFill, Published, Rates, Rendered, Snapshot,
+    ChangeCounters, CollectionInfo, EventCounters, ExportStatus, FlowEntry, FlowTable, HookInfo,
+    InterfaceChange, InterfaceSnapshot, MapFill, Published, Rates, Rendered, Snapshot,
 };
 use crate::{metrics, netif, probes, rates};
+
+/// What a sink gets after each collection besides the published snapshot:
+/// the whole flow table as read (not only the top flows `/status` lists).
+pub struct FlowRead<'a> {
+    pub flows: &'a [(FlowKey, FlowStats)],
+    /// Both clocks, read just after the flow table.
+    pub at: Now,
+}
+
+/// A consumer of every collection other than the HTTP server: the
+/// remote_write and IPFIX sinks (`crate::sinks`). It sees only published
+/// data and never a BPF map.
+pub trait Sink: Send {
+    /// The sink's part of the snapshot about to be published.
+    fn status(&self) -> ExportStatus;
+    /// After each successful collection. It must not block on the network:
+    /// the collector waits for it.
+    fn collected(&mut self, published: &Arc<Rendered>, flows: FlowRead<'_>);
+    /// At exit: stop, flushing what can be kept.
+    fn shutdown(&mut self);
+}
+
+/// The whole flow table as read from the kernel.
+type FlowList = Vec<(FlowKey, FlowStats)>;
 
 /// Which interfaces to watch.
 #[derive(Clone, Debug, Default)]
@@ -76,6 +100,8 @@ pub struct Collector {
     change_totals: ChangeCounters,
     /// The TCP socket layer, when set up (`set_sockets`).
     sockets: Option<crate::sockets::SocketLayer>,
+    /// The remote_write and IPFIX sinks, when configured (`set_sink`).
+    sink: Option<Box<dyn Sink>>,
     /// Republications for new alerts: the second they count in, and how
     /// many (see `publish_new_alerts`).
     alert_published: (Option<Instant>, u32),
@@ -102,6 +128,20 @@ impl Collector {
             changes: std::collections::VecDeque::new(),
             change_totals: ChangeCounters::default(),
             sockets: None,
+            sink: None,
+        }
+    }
+
+    /// Hands every later collection to `sink` as well.
+    pub fn set_sink(&mut self, sink: Box<dyn Sink>) {
+        self.sink = Some(sink);
+    }
+
+    /// Stops the sink (see [`Sink::shutdown`]); call before dropping the
+    /// collector.
+    pub fn shutdown_sink(&mut self) {
+        if let Some(mut s) = self.sink.take() {
+            s.shutdown();
         }
     }
 
@@ -238,7 +278,7 @@ impl Collector {
         self.collections += 1;
         let result = self.read();
         let duration = t0.elapsed();
-        let mut snap = match result {
+        let (mut snap, flows, at) = match result {
             Ok(s) => s,
             Err(e) => {
                 self.errors += 1;
@@ -251,8 +291,13 @@ impl Collector {
             }
         };
         snap.collection.duration_seconds = duration.as_secs_f64();
+        snap.export = self.sink.as_ref().map(|s| s.status());
         self.publish(snap);
-        Ok(self.published.load())
+        let published = self.published.load();
+        if let Some(s) = self.sink.as_mut() {
+            s.collected(&published, FlowRead { flows: &flows, at });
+        }
+        Ok(published)
     }
 
     fn publish(&self, snapshot: Snapshot) {
@@ -265,7 +310,9 @@ impl Collector {
         });
     }
 
-    fn read(&mut self) -> Result<Snapshot, Error> {
+    /// One read of the maps: the snapshot, the whole flow table, and when
+    /// it was read.
+    fn read(&mut self) -> Result<(Snapshot, FlowList, Now), Error> {
         self.manager.check_hooks();
         let now = Instant::now();
         let wall = unix_seconds(SystemTime::now());
@@ -275,6 +322,7 @@ impl Collector {
         let boot_now = boottime_ns();
         let idle_ns = self.config.flow_idle_timeout.as_nanos() as u64;
         let flows = self.manager.flows(boot_now.saturating_sub(idle_ns))?;
+        let flows_read_at = Now::read();
 
         let mut names: HashMap<u32, String> = HashMap::new();
         let mut interfaces = Vec::new();
@@ -321,7 +369,7 @@ impl Collector {
         let caps = self.manager.config().capacities();
         let flow_entries = flows.len() as u64;
         let top = top_flows(&flows, self.config.top_flows, boot_now, &names);
-        Ok(Snapshot {
+        let snapshot = Snapshot {
             version: env!("CARGO_PKG_VERSION"),
             revision: env!("NETPROBE_REVISION"),
             process: crate::process::ProcessStats::read(),
@@ -375,7 +423,9 @@ impl Collector {
             interface_changes_total: self.change_totals,
             security: self.security.snapshot(),
             sockets: self.sockets.as_mut().map(|s| s.snapshot(boot_now)),
-        })
+            export: None,
+        };
+        Ok((snapshot, flows, flows_read_at))
     }
 
     /// Counts one ring-buffer event.

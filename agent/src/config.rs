@@ -8,7 +8,10 @@ use std::time::Duration;
 use argh::FromArgs;
 
 use crate::detect::DetectConfig;
+use crate::export::ipfix::{IpfixConfig, Timeouts};
+use crate::export::remote_write::{Authorization, ExternalLabels, RemoteWriteConfig};
 use crate::manager::ProbeConfig;
+use crate::sinks::{spool_subdir, SinksConfig};
 use crate::sockets::{SocketConfig, SocketFeatures};
 
 /// Environment variable that supplies `--interface-filter` when the flag is absent.
@@ -383,6 +386,99 @@ pub struct Args {
     #[argh(option, default = "0")]
     pub hash_seed: u64,
 
+    /// a Prometheus remote_write receiver to push every series /metrics
+    /// shows to, http(s)://HOST[:PORT]/PATH; repeat for a second receiver
+    /// (at most 2; default: no pushes)
+    #[argh(option)]
+    pub remote_write_url: Vec<String>,
+
+    /// how often the latest collection is pushed (default: --collect-interval;
+    /// not shorter than it; at most 1h)
+    #[argh(option, from_str_fn(parse_remote_write_interval))]
+    pub remote_write_interval: Option<Duration>,
+
+    /// external label every pushed series gets, NAME=VALUE (repeatable:
+    /// site=..., gateway=...)
+    #[argh(option)]
+    pub remote_write_label: Vec<String>,
+
+    /// file holding `Bearer TOKEN` or `USER:PASSWORD` sent to the receivers
+    /// (same format as --metrics-auth-file; never logged)
+    #[argh(option)]
+    pub remote_write_auth_file: Option<std::path::PathBuf>,
+
+    /// a PEM file of the CA certificates https receivers are checked against
+    /// (default: the Mozilla roots; needs the remote-write-https build)
+    #[argh(option)]
+    pub remote_write_ca_file: Option<std::path::PathBuf>,
+
+    /// time one push may take, connect to last byte (default 10s; 100ms to 5m)
+    #[argh(
+        option,
+        default = "RemoteWriteConfig::default().timeout",
+        from_str_fn(parse_remote_write_timeout)
+    )]
+    pub remote_write_timeout: Duration,
+
+    /// bound on unsent samples kept per receiver while it is unreachable,
+    /// in bytes; when full the oldest go first, counted (default 8388608;
+    /// 65536 to 1073741824)
+    #[argh(
+        option,
+        default = "RemoteWriteConfig::default().spool_bytes",
+        from_str_fn(parse_remote_write_spool_bytes)
+    )]
+    pub remote_write_spool_bytes: usize,
+
+    /// directory that keeps unsent samples across restarts (one
+    /// subdirectory per receiver, written once a minute and at exit);
+    /// default: memory only
+    #[argh(option)]
+    pub remote_write_spool_dir: Option<std::path::PathBuf>,
+
+    /// an IPFIX collector to export every flow to: HOST:PORT (UDP) or
+    /// tcp://HOST:PORT (default: no export)
+    #[argh(option, from_str_fn(parse_ipfix_collector))]
+    pub ipfix_collector: Option<crate::export::ipfix::Collector>,
+
+    /// a long flow is reported at least this often (default 60s; 1s to 1h)
+    #[argh(
+        option,
+        default = "Timeouts::default().active",
+        from_str_fn(parse_ipfix_timeout)
+    )]
+    pub ipfix_active_timeout: Duration,
+
+    /// a flow without packets this long has ended and is reported
+    /// (default 15s; 1s to 1h)
+    #[argh(
+        option,
+        default = "Timeouts::default().idle",
+        from_str_fn(parse_ipfix_timeout)
+    )]
+    pub ipfix_idle_timeout: Duration,
+
+    /// the IPFIX Observation Domain ID in every message (default 1)
+    #[argh(option, default = "IpfixConfig::default().domain_id")]
+    pub ipfix_domain_id: u32,
+
+    /// over UDP, how often the templates are sent again (default 60s; 1s to 1h)
+    #[argh(
+        option,
+        default = "IpfixConfig::default().template_refresh",
+        from_str_fn(parse_ipfix_timeout)
+    )]
+    pub ipfix_template_refresh: Duration,
+
+    /// largest IP packet an IPFIX message goes in, headers included
+    /// (default 1500; at most 65535)
+    #[argh(
+        option,
+        default = "IpfixConfig::default().mtu",
+        from_str_fn(parse_ipfix_mtu)
+    )]
+    pub ipfix_mtu: usize,
+
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,
@@ -472,6 +568,91 @@ impl Args {
             conn_fail_threshold: self.conn_fail_threshold,
             reset_peers_threshold: self.reset_peers_threshold,
             ..d
+        })
+    }
+
+    /// The sinks: remote_write receivers and the IPFIX collector.
+    ///
+    /// # Errors
+    /// A bad flag value or an unreadable auth file; the message names the
+    /// flag (the agent then exits with status 2).
+    pub fn sinks_config(&self) -> Result<SinksConfig, String> {
+        let a = self;
+        if a.remote_write_url.len() > MAX_REMOTE_WRITE_URLS {
+            return Err(format!(
+                "--remote-write-url given {} times: at most {MAX_REMOTE_WRITE_URLS} receivers",
+                a.remote_write_url.len()
+            ));
+        }
+        let interval = a.remote_write_interval.unwrap_or(a.collect_interval);
+        if interval < a.collect_interval {
+            return Err(format!(
+                "--remote-write-interval {interval:?} is shorter than --collect-interval {:?}: \
+                 only collections can be pushed",
+                a.collect_interval
+            ));
+        }
+        let rw_flags_without_url = a.remote_write_interval.is_some()
+            || !a.remote_write_label.is_empty()
+            || a.remote_write_auth_file.is_some()
+            || a.remote_write_ca_file.is_some()
+            || a.remote_write_spool_dir.is_some();
+        if a.remote_write_url.is_empty() && rw_flags_without_url {
+            return Err("--remote-write-* flags need a --remote-write-url".into());
+        }
+        let external_labels = ExternalLabels::parse(&a.remote_write_label)?;
+        let authorization = match &a.remote_write_auth_file {
+            Some(p) => Some(Authorization::header(
+                crate::http::auth::Credentials::load_for("--remote-write-auth-file", p)?
+                    .header_value(),
+            )),
+            None => None,
+        };
+        let remote_write = a
+            .remote_write_url
+            .iter()
+            .enumerate()
+            .map(|(i, url)| RemoteWriteConfig {
+                url: url.clone(),
+                receiver: i.to_string(),
+                external_labels: external_labels.clone(),
+                authorization: authorization.clone(),
+                ca_file: a.remote_write_ca_file.clone(),
+                timeout: a.remote_write_timeout,
+                spool_bytes: a.remote_write_spool_bytes,
+                spool_dir: a
+                    .remote_write_spool_dir
+                    .as_ref()
+                    .map(|d| spool_subdir(d, i)),
+                ..RemoteWriteConfig::default()
+            })
+            .collect();
+        let ipfix = match &a.ipfix_collector {
+            Some(c) => {
+                let config = IpfixConfig {
+                    collector: c.clone(),
+                    timeouts: Timeouts {
+                        active: a.ipfix_active_timeout,
+                        idle: a.ipfix_idle_timeout,
+                    },
+                    template_refresh: a.ipfix_template_refresh,
+                    domain_id: a.ipfix_domain_id,
+                    mtu: a.ipfix_mtu,
+                    // With pins kept, the flow table outlives the agent; the
+                    // previous run reported its counts up to its exit.
+                    baseline_existing_flows: a.keep_on_exit,
+                    ..IpfixConfig::default()
+                };
+                config.validate()?;
+                Some(config)
+            }
+            None => None,
+        };
+        Ok(SinksConfig {
+            remote_write,
+            remote_write_interval: interval,
+            collect_interval: a.collect_interval,
+            ipfix,
         })
     }
 
@@ -572,6 +753,50 @@ fn parse_socket_learn_timeout(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Most `--remote-write-url` flags.
+pub const MAX_REMOTE_WRITE_URLS: usize = 2;
+
+fn parse_remote_write_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+        return Err(format!(
+            "remote_write interval '{s}' is out of range (100ms to 1h)"
+        ));
+    }
+    Ok(d)
+}
+
+fn parse_remote_write_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(300) {
+        return Err(format!(
+            "remote_write timeout '{s}' is out of range (100ms to 5m)"
+        ));
+    }
+    Ok(d)
+}
+
+fn parse_remote_write_spool_bytes(s: &str) -> Result<usize, String> {
+    parse_in_range("remote_write spool bytes", s, 64 << 10, 1 << 30)
+}
+
+fn parse_ipfix_collector(s: &str) -> Result<crate::export::ipfix::Collector, String> {
+    crate::export::ipfix::Collector::parse(s)
+}
+
+fn parse_ipfix_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+        return Err(format!("'{s}' is out of range (1s to 1h)"));
+    }
+    Ok(d)
+}
+
+fn parse_ipfix_mtu(s: &str) -> Result<usize, String> {
+    // The lower bound is IpfixConfig::validate's (it knows the message sizes).
+    parse_in_range("IPFIX MTU", s, 1, 65535)
+}
+
 fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
     let v: u32 = parse_in_range("ring buffer size", s, 4096, 1 << 30)?;
     if !v.is_power_of_two() {
@@ -608,6 +833,10 @@ mod tests {
             }
         );
         assert_eq!(a.socket_config(), SocketConfig::default());
+        assert!(
+            a.sinks_config().unwrap().is_empty(),
+            "no sink without a flag"
+        );
     }
 
     fn args(list: &[&str]) -> Result<Args, argh::EarlyExit> {

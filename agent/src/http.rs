@@ -388,6 +388,18 @@ impl MetricsServer {
         self.shared.as_ref().map(|s| s.stats()).unwrap_or_default()
     }
 
+    /// The server's own counters as Prometheus text, as a scrape appends
+    /// them, readable from another thread (remote_write pushes them too).
+    /// `None` before [`MetricsServer::start`].
+    pub fn own_metrics_source(&self) -> Option<impl Fn() -> String + Send + 'static> {
+        let shared = self.shared.clone()?;
+        Some(move || {
+            let mut out = String::new();
+            server_metrics::render(&mut out, &shared.stats());
+            out
+        })
+    }
+
     /// Stops accepting, closes every connection and waits (at most about
     /// two seconds) for the threads to end.
     pub fn shutdown(mut self) {

@@ -30,6 +30,7 @@ pub mod pins;
 pub mod probes;
 pub mod process;
 pub mod rates;
+pub mod sinks;
 pub mod snapshot;
 pub mod sockets;
 #[cfg(feature = "testkit")]

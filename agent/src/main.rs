@@ -9,6 +9,7 @@ use netprobe::config::Args;
 use netprobe::http::auth::Credentials;
 use netprobe::http::{MetricsServer, ServerConfig};
 use netprobe::manager::Manager;
+use netprobe::sinks::Sinks;
 use netprobe::snapshot::Published;
 use netprobe::{kernel, netif};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -80,6 +81,14 @@ fn run(args: Args) -> Result<(), Failure> {
             Credentials::load(path).map_err(Failure::Usage)?,
         )),
         None => None,
+    };
+    // The sinks before anything is attached: a bad URL, CA file or spool
+    // directory is a usage error.
+    let sinks_config = args.sinks_config().map_err(Failure::Usage)?;
+    let mut sinks = if sinks_config.is_empty() {
+        None
+    } else {
+        Some(Sinks::start(&sinks_config).map_err(Failure::Usage)?)
     };
     let kv = kernel::KernelVersion::current();
     if kv < kernel::MINIMUM {
@@ -157,6 +166,12 @@ fn run(args: Args) -> Result<(), Failure> {
     let stale_after = args.collect_interval * 3 + Duration::from_secs(5);
     server.start(args.http_workers, published, stale_after);
     info!("serving http://{}/metrics and /status", server.local_addr());
+    if let Some(mut s) = sinks.take() {
+        if let Some(own) = server.own_metrics_source() {
+            s.set_extra_metrics(Box::new(own));
+        }
+        collector.set_sink(Box::new(s));
+    }
 
     let (tx, rx) = smol::channel::bounded::<i32>(1);
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
@@ -175,6 +190,8 @@ fn run(args: Args) -> Result<(), Failure> {
         async { rx.recv().await.unwrap_or(0) },
     ));
     handle.close();
+    // Writers flush their spool directories; IPFIX reports open flows.
+    collector.shutdown_sink();
     if args.keep_on_exit {
         info!("signal {sig}: exiting; probes stay attached and pinned (--keep-on-exit)");
     } else {

@@ -408,7 +408,32 @@ pub fn render(s: &Snapshot) -> String {
         1u64,
     );
     render_process(o, &s.process);
+    if let Some(e) = &s.export {
+        render_sink_metrics(o, &e.metrics);
+    }
     out
+}
+
+/// The sinks' own metrics (crate::export), each family once with all its
+/// samples, in the order the families first appear.
+fn render_sink_metrics(o: &mut String, ms: &[crate::export::SinkMetric]) {
+    let mut done: Vec<&str> = Vec::new();
+    for first in ms {
+        if done.contains(&first.name) {
+            continue;
+        }
+        done.push(first.name);
+        let kind = match first.kind {
+            crate::export::MetricKind::Counter => "counter",
+            crate::export::MetricKind::Gauge => "gauge",
+        };
+        let mut f = Family::new(o, first.name, kind, first.help);
+        for m in ms.iter().filter(|m| m.name == first.name) {
+            let labels: Vec<(&str, &str)> =
+                m.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            f.sample(&labels, m.value);
+        }
+    }
 }
 
 /// The agent's own process, named as the Prometheus client libraries name
@@ -484,5 +509,35 @@ mod tests {
         s.push(' ');
         0.0f64.write(&mut s);
         assert_eq!(s, "2.5 +Inf 0");
+    }
+
+    #[test]
+    fn sink_metrics_come_out_one_family_at_a_time() {
+        use crate::export::{MetricKind, SinkMetric};
+        let m = |r: &str, name, v| SinkMetric {
+            name,
+            help: "h.",
+            kind: MetricKind::Counter,
+            labels: vec![("receiver", r.to_string())],
+            value: v,
+        };
+        let snap = Snapshot {
+            export: Some(crate::snapshot::ExportStatus {
+                metrics: vec![
+                    m("0", "a_total", 1.0),
+                    m("0", "b_total", 2.0),
+                    m("1", "a_total", 3.0),
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let out = render(&snap);
+        let tail = &out[out.find("# HELP a_total").unwrap()..];
+        assert_eq!(
+            tail,
+            "# HELP a_total h.\n# TYPE a_total counter\na_total{receiver=\"0\"} 1\na_total{receiver=\"1\"} 3\n\
+             # HELP b_total h.\n# TYPE b_total counter\nb_total{receiver=\"0\"} 2\n"
+        );
     }
 }

@@ -37,6 +37,46 @@ pub struct Snapshot {
     /// user did not set one up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sockets: Option<crate::sockets::SocketSnapshot>,
+    /// The remote_write and IPFIX sinks (crate::sinks); absent when none
+    /// is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportStatus>,
+}
+
+/// The sinks' state as of a collection: a short `/status` section, and
+/// their own metrics for `/metrics`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ExportStatus {
+    pub remote_write: Vec<RemoteWriteStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipfix: Option<IpfixStatus>,
+    /// Rendered by `metrics::render` beside the rest.
+    #[serde(skip)]
+    pub metrics: Vec<crate::export::SinkMetric>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RemoteWriteStatus {
+    /// Position among the `--remote-write-url` flags (the `receiver` label).
+    pub receiver: String,
+    /// Scheme, host and port only: a path or query may hold a secret.
+    pub endpoint: String,
+    /// Unix time of the last accepted push, seconds (0: none yet).
+    pub last_success: f64,
+    pub samples_sent: u64,
+    pub spool_bytes: u64,
+    pub spool_samples: u64,
+    /// Dropped unsent (spool full, shutdown) or rejected by the receiver.
+    pub samples_dropped: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IpfixStatus {
+    pub collector: String,
+    pub flow_records: u64,
+    pub messages: u64,
+    pub records_dropped: u64,
+    pub send_errors: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

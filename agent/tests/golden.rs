@@ -186,6 +186,7 @@ fn snapshot() -> Snapshot {
             refused: 1,
         },
         sockets: None,
+        export: Some(export_status()),
         security: Default::default(),
     }
 }
@@ -218,5 +219,62 @@ fn no_address_or_port_in_metric_labels() {
     assert!(!labels.is_empty());
     for bad in ["2001:db8", "443", "50000"] {
         assert!(!labels.contains(bad), "{bad} leaked into /metrics labels");
+    }
+}
+
+/// The sinks as they stand after a while: one receiver that sent and then
+/// failed to reach its receiver, and IPFIX with a send error.
+fn export_status() -> netprobe::snapshot::ExportStatus {
+    use netprobe::export::{ipfix, remote_write};
+    use netprobe::snapshot::{ExportStatus, IpfixStatus, RemoteWriteStatus};
+    let rw = remote_write::Stats {
+        sent: 12_000,
+        retried: 600,
+        dropped_spool_full: 40,
+        requests_accepted: 30,
+        requests_retried: 3,
+        last_success_unix: 1_700_000_000.5,
+        last_push_seconds: 0.004,
+        push_seconds_total: 0.25,
+        ..Default::default()
+    };
+    let spool = remote_write::SpoolGauges {
+        bytes: 2048,
+        max_bytes: 8 << 20,
+        samples: 400,
+        disk_bytes: 0,
+        oldest_age_seconds: 10.0,
+    };
+    let ipfix = ipfix::Stats {
+        flow_records: 90,
+        options_records: 4,
+        messages: 11,
+        bytes: 7000,
+        templates: 8,
+        send_errors: 1,
+        records_dropped: 2,
+        tracked_flows: 6,
+        ..Default::default()
+    };
+    let mut metrics = rw.metrics("0", spool);
+    metrics.extend(ipfix.metrics());
+    ExportStatus {
+        remote_write: vec![RemoteWriteStatus {
+            receiver: "0".into(),
+            endpoint: "http://127.0.0.1:9090".into(),
+            last_success: rw.last_success_unix,
+            samples_sent: rw.sent,
+            spool_bytes: spool.bytes,
+            spool_samples: spool.samples,
+            samples_dropped: rw.dropped_spool_full,
+        }],
+        ipfix: Some(IpfixStatus {
+            collector: "udp://127.0.0.1:4739".into(),
+            flow_records: ipfix.flow_records,
+            messages: ipfix.messages,
+            records_dropped: ipfix.records_dropped,
+            send_errors: ipfix.send_errors,
+        }),
+        metrics,
     }
 }

@@ -66,7 +66,16 @@ impl Credentials {
     /// 64 KiB, not UTF-8,
     /// empty, or its line is not in one of the two formats.
     pub fn load(path: &Path) -> Result<Credentials, String> {
-        let what = format!("--metrics-auth-file {}", path.display());
+        Credentials::load_for("--metrics-auth-file", path)
+    }
+
+    /// [`Credentials::load`] for another flag (`--remote-write-auth-file`):
+    /// errors name `flag`.
+    ///
+    /// # Errors
+    /// As [`Credentials::load`].
+    pub fn load_for(flag: &str, path: &Path) -> Result<Credentials, String> {
+        let what = format!("{flag} {}", path.display());
         // A regular file only: a FIFO would hang the start, a device would
         // be read without end.
         let mut raw = crate::lists::read_regular_file(path, MAX_FILE_BYTES).map_err(|e| {
@@ -152,6 +161,16 @@ impl Credentials {
             scheme: Scheme::Basic,
             expected: base64(line.as_bytes()),
         })
+    }
+
+    /// The `Authorization` header value a client sends with this
+    /// credential (remote_write pushes). Holds the secret: never log it.
+    pub fn header_value(&self) -> String {
+        let secret = String::from_utf8_lossy(&self.expected);
+        match self.scheme {
+            Scheme::Bearer => format!("Bearer {secret}"),
+            Scheme::Basic => format!("Basic {secret}"),
+        }
     }
 
     pub fn scheme(&self) -> Scheme {

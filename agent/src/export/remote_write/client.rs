@@ -31,6 +31,12 @@ impl Authorization {
         Authorization(format!("Bearer {token}"))
     }
 
+    /// A header value as is (`Bearer TOKEN`, `Basic BASE64`), e.g. from
+    /// the agent's auth-file parser.
+    pub fn header(value: String) -> Authorization {
+        Authorization(value)
+    }
+
     pub fn basic(user: &str, password: &str) -> Authorization {
         Authorization(format!(
             "Basic {}",

@@ -11,6 +11,7 @@
 mod backoff;
 mod chunk;
 mod client;
+pub mod exposition;
 mod proto;
 pub mod sample;
 mod spool;
