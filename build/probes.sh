@@ -13,11 +13,12 @@ set -euo pipefail
 
 CLANG=${CLANG:-clang-14}
 LLVM_STRIP=${LLVM_STRIP:-llvm-strip-14}
+LLVM_OBJCOPY=${LLVM_OBJCOPY:-llvm-objcopy-14}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-for tool in "$CLANG" "$LLVM_STRIP"; do
+for tool in "$CLANG" "$LLVM_STRIP" "$LLVM_OBJCOPY"; do
 	if ! command -v "$tool" >/dev/null; then
 		echo "build/probes.sh: $tool not found; run build/deps.sh (Debian: clang-14, llvm-14)" >&2
 		exit 2
@@ -73,6 +74,14 @@ compile() { # compile SRC OUT
 		-ffile-prefix-map="$root=." -fdebug-prefix-map="$root=." \
 		-c "$1" -o "$2"
 	"$LLVM_STRIP" -g "$2"
+	# Line and function info (.BTF.ext) only annotate verifier messages with
+	# source lines, and cost netprobe.bpf.o more than half its size (350 KB
+	# of the appliance binary). Kept where CO-RE relocations live in it
+	# (socket.bpf.o); NETPROBE_LINE_INFO=1 keeps it everywhere, for
+	# debugging a verifier refusal.
+	if [ "$(basename "$1")" != socket.bpf.c ] && [ -z "${NETPROBE_LINE_INFO:-}" ]; then
+		"$LLVM_OBJCOPY" --remove-section .BTF.ext --remove-section .rel.BTF.ext "$2"
+	fi
 }
 
 shopt -s nullglob
