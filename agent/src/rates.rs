@@ -32,4 +32,31 @@ mod tests {
             1000.0
         );
     }
+
+    /// Issue 23: the rate divides by the time measured since the previous
+    /// reading, not by the configured interval. 1000 packets 50 ms after
+    /// the previous reading (an early collection after a link change, with
+    /// a 5 s interval) are 20000/s, not 200/s.
+    #[test]
+    fn divides_by_the_elapsed_time_not_a_nominal_interval() {
+        let r = per_second(5_000, 6_000, Duration::from_millis(50));
+        assert!((r - 20_000.0).abs() < 1e-6, "{r}");
+        // Sub-millisecond and odd elapsed times keep their precision.
+        let r = per_second(0, 3, Duration::from_micros(1500));
+        assert!((r - 2_000.0).abs() < 1e-6, "{r}");
+        let r = per_second(0, 1_000, Duration::from_nanos(1_234_567_890));
+        assert!((r - 1_000.0 / 1.234_567_89).abs() < 1e-6, "{r}");
+    }
+
+    /// A counter that went back (probes reloaded, or a u64 wrap, which
+    /// needs centuries at line rate) is a reset: the new reading counts
+    /// from zero. Never a negative rate, never ~2^64.
+    #[test]
+    fn a_counter_that_went_back_counts_from_zero() {
+        assert_eq!(per_second(1_000, 999, Duration::from_secs(1)), 999.0);
+        assert_eq!(per_second(1_000, 0, Duration::from_secs(1)), 0.0);
+        assert_eq!(per_second(u64::MAX, 10, Duration::from_secs(2)), 5.0);
+        // Equal is no reset: nothing happened.
+        assert_eq!(per_second(u64::MAX, u64::MAX, Duration::from_secs(1)), 0.0);
+    }
 }

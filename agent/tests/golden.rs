@@ -9,6 +9,7 @@ use netprobe::snapshot::{
     InterfaceSnapshot, MapFill, Rates, Snapshot,
 };
 
+mod exposition;
 mod golden_file;
 
 fn stats(seed: u64) -> PacketStats {
@@ -277,4 +278,131 @@ fn export_status() -> netprobe::snapshot::ExportStatus {
         }),
         metrics,
     }
+}
+
+/// Label values a hostile or unlucky system can produce: interface names
+/// are any bytes but `/`, NUL and whitespace (`ip link set dev eth0 name
+/// 'a"b'` works), read lossily as UTF-8; the kernel release is whatever
+/// a custom build calls itself.
+fn hostile() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "quote\"in",
+        "back\\slash",
+        "new\nline",
+        "\\n",
+        "\\\"",
+        "ends with a backslash\\",
+        "\"",
+        "}",
+        "{",
+        "=",
+        "a\",b=\"c",
+        "}{=,\"x\"=\"y\"}",
+        "# HELP not a comment",
+        "tab\tand\rcarriage return",
+        "\u{1}\u{7f} controls",
+        "ünïcödé ☃ 𝄞 \u{202e}rtl\u{200d}",
+        "\u{fffd}\u{fffd} (non-UTF-8 bytes, read lossily)",
+        " ",
+    ]
+    .map(String::from)
+    .to_vec();
+    v.push("\"\\\n}{=,é".repeat(2000));
+    v
+}
+
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_string().into_boxed_str())
+}
+
+/// Issue 23: hostile values through every label whose value is not a
+/// fixed name (interface, hook, mode, map, and build_info's version,
+/// revision, kernel and arch): the page must parse (promtool and the
+/// strict parser) and give each value back exactly. Every other label
+/// takes its values from fixed tables, checked to need no escaping; a new
+/// label name fails the test until it is added here.
+#[test]
+fn hostile_label_values_keep_the_page_valid() {
+    let hostile = hostile();
+    let n = hostile.len();
+    let mut s = snapshot();
+    let template = s.interfaces[0].clone();
+    s.interfaces = (0..n)
+        .map(|i| {
+            let mut itf = template.clone();
+            itf.name = hostile[i].clone();
+            for (j, h) in itf.hooks.iter_mut().enumerate() {
+                h.hook = leak(&hostile[(i + j + 1) % n]);
+                h.mode = leak(&hostile[(i + j + 2) % n]);
+            }
+            for (j, (h, _)) in itf.per_hook.iter_mut().enumerate() {
+                *h = leak(&hostile[(i + j + 3) % n]);
+            }
+            itf
+        })
+        .collect();
+    s.maps = hostile
+        .iter()
+        .map(|h| netprobe::snapshot::MapFill {
+            name: leak(h),
+            entries: 1,
+            capacity: 2,
+        })
+        .collect();
+    s.version = leak(&hostile[0]);
+    s.revision = leak(&hostile[1]);
+    s.kernel_release = hostile[2].clone();
+    s.arch = leak(&hostile[n - 1]);
+    let page = netprobe::metrics::render(&s);
+
+    let samples = exposition::validate(&page);
+    let mut seen: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+        Default::default();
+    for smp in &samples {
+        for (k, v) in &smp.labels {
+            seen.entry(k.as_str()).or_default().insert(v.as_str());
+        }
+    }
+    let all: std::collections::BTreeSet<&str> = hostile.iter().map(String::as_str).collect();
+    for label in ["interface", "hook", "mode", "map"] {
+        assert_eq!(seen.remove(label).as_ref(), Some(&all), "label {label}");
+    }
+    let info: Vec<&Vec<(String, String)>> = samples
+        .iter()
+        .filter(|x| x.name == "netprobe_build_info")
+        .map(|x| &x.labels)
+        .collect();
+    let expected = [
+        ("version", &hostile[0]),
+        ("revision", &hostile[1]),
+        ("kernel", &hostile[2]),
+        ("arch", &hostile[n - 1]),
+    ]
+    .map(|(k, v)| (k.to_string(), v.clone()));
+    assert_eq!(info, [&expected.to_vec()]);
+    for label in ["version", "revision", "kernel", "arch"] {
+        seen.remove(label);
+    }
+    let fixed = [
+        "family", "protocol", "flag", "reason", "change", "kind", "rule", "action", "receiver",
+        "result",
+    ];
+    for (label, values) in &seen {
+        assert!(
+            fixed.contains(label),
+            "label {label} is new: add its values to this test (hostile if they come from outside)"
+        );
+        for v in values {
+            assert!(
+                !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                "label {label}: fixed value {v:?} needs escaping or is empty"
+            );
+        }
+    }
+}
+
+#[test]
+fn golden_page_is_valid_exposition() {
+    let samples = exposition::validate(&netprobe::metrics::render(&snapshot()));
+    assert!(samples.iter().any(|s| s.name == "netprobe_build_info"));
 }

@@ -10,6 +10,7 @@ use netprobe::sockets::model::{
 };
 use netprobe::sockets::{render_metrics, Direction, OwnerSource, SocketSnapshot};
 
+mod exposition;
 mod golden_file;
 
 fn conn(local_port: u16, bytes: u64, duration: f64) -> ConnEntry {
@@ -174,5 +175,31 @@ fn no_address_port_or_process_in_labels() {
     assert!(!labels.is_empty());
     for bad in ["198.18", "2001:db8", "443", "40001", "curl", "4242"] {
         assert!(!labels.contains(bad), "{bad} leaked into /metrics labels");
+    }
+}
+
+/// The socket layer's part parses as exposition on its own (promtool and
+/// the strict parser); its labels take fixed values that need no escaping
+/// (its renderer does not escape).
+#[test]
+fn socket_metrics_are_valid_exposition() {
+    let mut page = String::new();
+    render_metrics(&snapshot(), &mut page);
+    let samples = exposition::validate(&page);
+    assert!(samples
+        .iter()
+        .any(|s| s.name == "netprobe_tcp_srtt_seconds_bucket"));
+    for s in &samples {
+        for (k, v) in &s.labels {
+            assert!(
+                ["direction", "reason", "le"].contains(&k.as_str()),
+                "label {k} is new: make sure its values cannot need escaping"
+            );
+            assert!(
+                v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.+".contains(&b)),
+                "{k}={v:?}"
+            );
+        }
     }
 }

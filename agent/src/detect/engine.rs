@@ -1245,4 +1245,268 @@ mod tests {
         assert_eq!(e.conn_procs(), 1024);
         assert_eq!(e.raised()[CONN_FAILURES as usize], 10_000);
     }
+
+    // Issue 23: each threshold at exactly N (acts) and N-1 (does not).
+
+    const BLOCKABLE: [u32; 7] = [
+        k::SCAN_VERTICAL,
+        k::SCAN_HORIZONTAL,
+        k::SYN_FLOOD,
+        k::UDP_FLOOD,
+        k::ICMP_FLOOD,
+        k::DST_PPS,
+        k::DST_BPS,
+    ];
+
+    /// Records of `kind` from A in consecutive windows with the source's
+    /// own count `own`; the actions of each.
+    fn windows_of(e: &mut Engine, kind: u32, own_count: u32, n: u64) -> Vec<Vec<Action>> {
+        (0..n)
+            .map(|w| {
+                let t = w * 100 + 50;
+                e.ingest(
+                    &own(ev(kind, A, V, t, u64::from(own_count) + 5, 1), own_count),
+                    at(t),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_blockable_kind_blocks_at_its_threshold_by_own_count_not_one_below() {
+        for (i, kind) in BLOCKABLE.into_iter().enumerate() {
+            let n = 7 + 3 * i as u32;
+            let mut cfg = on();
+            cfg.thresholds = [0; k::KIND_MAX];
+            cfg.thresholds[kind as usize] = u64::from(n);
+            let mut e = engine(cfg.clone());
+            let acts = windows_of(&mut e, kind, n - 1, 5);
+            assert!(
+                acts.iter().all(Vec::is_empty),
+                "kind {kind} at N-1: {acts:?}"
+            );
+            assert_eq!(e.alerts()[0].windows, 0, "kind {kind}");
+            let mut e = engine(cfg.clone());
+            let acts = windows_of(&mut e, kind, n, 2);
+            assert!(acts[0].is_empty(), "kind {kind}: one window is no block");
+            assert_eq!(acts[1], [block_of(A, kind, 150)], "kind {kind} at N");
+            // Threshold 0 (the kind's rate is off): never blocked.
+            cfg.thresholds[kind as usize] = 0;
+            let mut e = engine(cfg);
+            let acts = windows_of(&mut e, kind, u32::MAX, 5);
+            assert!(acts.iter().all(Vec::is_empty), "kind {kind} at 0");
+        }
+    }
+
+    #[test]
+    fn a_block_comes_in_exactly_the_block_after_th_window() {
+        for after in 2..=6u32 {
+            let mut e = engine(EngineConfig {
+                block_after: after,
+                ..on()
+            });
+            let acts = windows_of(&mut e, k::UDP_FLOOD, 5000, u64::from(after));
+            for (w, a) in acts.iter().enumerate() {
+                assert_eq!(
+                    a.len(),
+                    usize::from(w + 1 == after as usize),
+                    "block_after {after}, window {}: {a:?}",
+                    w + 1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn many_sources_means_more_than_spoofed_sources() {
+        let mut e = engine(EngineConfig::default());
+        e.ingest(&ev(k::SYN_FLOOD, NOBODY, V, 0, 300, SPOOFED_SOURCES), at(0));
+        e.ingest(
+            &ev(k::UDP_FLOOD, NOBODY, V, 0, 300, SPOOFED_SOURCES + 1),
+            at(0),
+        );
+        let mut got: Vec<(&str, String)> =
+            e.alerts().into_iter().map(|a| (a.kind, a.source)).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("syn_flood", "unattributed".to_string()),
+                ("udp_flood", "many".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn an_alert_is_active_until_exactly_the_hold() {
+        let mut e = engine(EngineConfig::default());
+        e.ingest(&ev(k::SCAN_VERTICAL, A, V, 0, 25, 0), at(0));
+        e.tick(at(9_999));
+        assert!(e.alerts()[0].active, "hold - 1 ms");
+        e.tick(at(10_000));
+        assert!(!e.alerts()[0].active, "hold");
+    }
+
+    #[test]
+    fn a_block_ends_at_exactly_its_expiry() {
+        let mut e = engine(on());
+        windows_of(&mut e, k::UDP_FLOOD, 5000, 2);
+        let expires = (150 + 60_000) * 1_000_000;
+        let now = |boot_ns| Now {
+            unix: 2_000_000.0,
+            boot_ns,
+        };
+        assert!(e.tick(now(expires - 1)).is_empty(), "1 ns before");
+        assert_eq!(
+            e.tick(now(expires)),
+            [Action::Unblock {
+                source: IpAddr::from(A)
+            }]
+        );
+    }
+
+    #[test]
+    fn the_blocked_set_holds_exactly_max_blocked() {
+        let mut e = engine(EngineConfig {
+            max_blocked: 4,
+            ..on()
+        });
+        // Two windows over the threshold from `src` at `t`: the second's actions.
+        fn block(e: &mut Engine, src: [u8; 4], t: u64) -> Vec<Action> {
+            e.ingest(&ev(k::SCAN_VERTICAL, src, V, t, 30, 0), at(t));
+            e.ingest(&ev(k::SCAN_VERTICAL, src, V, t + 100, 30, 0), at(t + 100))
+        }
+        for i in 0..4u8 {
+            let acts = block(&mut e, [10, 0, 0, i], 1000 * u64::from(i));
+            assert_eq!(acts.len(), 1, "source {i}: {acts:?}");
+        }
+        assert_eq!(e.blocks().len(), 4, "4 fit");
+        // The 5th unblocks the one closest to expiry, the first.
+        let acts = block(&mut e, [10, 0, 0, 9], 9000);
+        assert_eq!(
+            acts[0],
+            Action::Unblock {
+                source: IpAddr::from([10, 0, 0, 0])
+            }
+        );
+        assert_eq!(e.blocks().len(), 4);
+    }
+
+    /// Failures of one process, at `t_ns`, to distinct peers.
+    fn failures(e: &mut Engine, peers: std::ops::Range<u8>, t_ns: u64) {
+        for p in peers {
+            let mut c = conn(REFUSED, Some(42), [198, 18, 1, p], 0);
+            c.timestamp_ns = t_ns;
+            e.ingest_conn(&c, at(t_ns / 1_000_000));
+        }
+    }
+
+    #[test]
+    fn conn_failures_alert_at_exactly_the_threshold_for_any_threshold() {
+        for thr in [1u32, 2, 3, 10, 64] {
+            let mut e = engine(EngineConfig {
+                conn_fail_threshold: thr,
+                ..Default::default()
+            });
+            for p in 0..thr as u8 + 2 {
+                failures(&mut e, p..p + 1, u64::from(p));
+                assert_eq!(
+                    e.alerts().len(),
+                    usize::from(u32::from(p) + 1 >= thr),
+                    "threshold {thr}, after {} peers",
+                    p + 1
+                );
+            }
+            assert_eq!(e.alerts()[0].count, u64::from(thr));
+        }
+        // 0: off.
+        let mut e = engine(EngineConfig {
+            conn_fail_threshold: 0,
+            ..Default::default()
+        });
+        failures(&mut e, 0..100, 0);
+        assert!(e.alerts().is_empty());
+    }
+
+    #[test]
+    fn reset_peers_alert_at_exactly_the_threshold_for_any_threshold() {
+        for thr in [1u32, 2, 3, 10, 64] {
+            let mut e = engine(EngineConfig {
+                reset_peers_threshold: thr,
+                ..Default::default()
+            });
+            for p in 0..thr as u8 + 2 {
+                let c = conn(
+                    EventKind::ResetReceived,
+                    Some(7),
+                    [198, 18, 2, p],
+                    u64::from(p),
+                );
+                e.ingest_conn(&c, at(u64::from(p)));
+                assert_eq!(
+                    e.alerts().len(),
+                    usize::from(u32::from(p) + 1 >= thr),
+                    "threshold {thr}, after {} peers",
+                    p + 1
+                );
+            }
+            assert_eq!(e.alerts()[0].count, u64::from(thr));
+        }
+    }
+
+    #[test]
+    fn a_conn_window_ends_at_exactly_its_length() {
+        let window = EngineConfig::default().conn_window.as_nanos() as u64;
+        // The 10th peer 1 ns before the window ends: alert.
+        let mut e = engine(EngineConfig::default());
+        failures(&mut e, 0..9, 0);
+        failures(&mut e, 9..10, window - 1);
+        assert_eq!(e.alerts().len(), 1);
+        // At exactly the window's end it starts a new window: 1 peer.
+        let mut e = engine(EngineConfig::default());
+        failures(&mut e, 0..9, 0);
+        failures(&mut e, 9..10, window);
+        assert!(e.alerts().is_empty());
+        failures(&mut e, 10..18, window);
+        assert!(e.alerts().is_empty(), "9 peers in the new window");
+        failures(&mut e, 18..19, window);
+        assert_eq!(e.alerts().len(), 1, "10 in the new window");
+    }
+
+    #[test]
+    fn a_reset_window_ends_at_exactly_its_length() {
+        let window = EngineConfig::default().conn_window.as_nanos() as u64;
+        let resets = |e: &mut Engine, peers: std::ops::Range<u8>, t_ns: u64| {
+            for p in peers {
+                let mut c = conn(EventKind::ResetReceived, Some(7), [198, 18, 2, p], 0);
+                c.timestamp_ns = t_ns;
+                e.ingest_conn(&c, at(t_ns / 1_000_000));
+            }
+        };
+        let mut e = engine(EngineConfig::default());
+        resets(&mut e, 0..9, 0);
+        resets(&mut e, 9..10, window - 1);
+        assert_eq!(e.alerts().len(), 1, "10th peer 1 ns before the end");
+        let mut e = engine(EngineConfig::default());
+        resets(&mut e, 0..9, 0);
+        resets(&mut e, 9..18, window);
+        assert!(e.alerts().is_empty(), "9 peers in the new window");
+        resets(&mut e, 18..19, window);
+        assert_eq!(e.alerts().len(), 1, "10 in the new window");
+    }
+
+    #[test]
+    fn conn_state_is_dropped_at_exactly_two_windows_idle() {
+        let stale = 2 * EngineConfig::default().conn_window.as_nanos() as u64;
+        let mut e = engine(EngineConfig::default());
+        failures(&mut e, 0..1, 1_000_000);
+        let now = |boot_ns| Now {
+            unix: 2_000_000.0,
+            boot_ns,
+        };
+        e.tick(now(1_000_000 + stale - 1));
+        assert_eq!(e.conn_procs(), 1, "1 ns before");
+        e.tick(now(1_000_000 + stale));
+        assert_eq!(e.conn_procs(), 0);
+    }
 }

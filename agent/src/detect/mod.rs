@@ -370,6 +370,34 @@ mod tests {
         assert!(g.contains(&("cfg_lists", Global::U32(0))));
     }
 
+    /// A rate that does not divide into whole counts per window rounds
+    /// up (3001/s over 100 ms is 301, not 300: the threshold is never
+    /// below the rate asked for); bit rates become bytes.
+    #[test]
+    fn per_window_thresholds_round_up_and_bits_become_bytes() {
+        let w = Duration::from_millis(100);
+        assert_eq!(per_window(3001, w), 301);
+        assert_eq!(per_window(3009, w), 301);
+        assert_eq!(per_window(1, Duration::from_millis(10)), 1);
+        let cfg = DetectConfig {
+            dst_pps: 1000,
+            dst_bps: 8_000_000,
+            iface_pps: 20_000,
+            iface_bps: 80_000_000,
+            ..Default::default()
+        };
+        let t = cfg.window_thresholds();
+        assert_eq!(t[k::DST_PPS as usize], 100);
+        assert_eq!(t[k::DST_BPS as usize], 100_000);
+        assert_eq!(t[k::ICMP_FLOOD as usize], 200);
+        assert_eq!(t[k::SCAN_VERTICAL as usize], 25);
+        let g = cfg.globals();
+        assert!(g.contains(&("cfg_dst_bytes", Global::U64(100_000))));
+        assert!(g.contains(&("cfg_iface_bytes", Global::U64(1_000_000))));
+        assert!(g.contains(&("cfg_iface_pps", Global::U32(2000))));
+        assert!(g.contains(&("cfg_closed_ports", Global::U32(100))));
+    }
+
     #[test]
     fn flags_values() {
         assert_eq!(

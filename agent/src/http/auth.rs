@@ -317,4 +317,128 @@ mod tests {
         assert!(!constant_time_eq(b"abc\0", b"abc"));
         assert!(constant_time_eq(b"", b""));
     }
+
+    /// Visible ASCII without space: every byte a bearer token may hold.
+    fn visible() -> impl Iterator<Item = u8> {
+        0x21u8..0x7f
+    }
+
+    /// A token of `len` visible bytes, varied so no two neighbours match.
+    fn token(len: usize) -> String {
+        (0..len)
+            .map(|i| char::from(0x21 + (i * 7 % 94) as u8))
+            .collect()
+    }
+
+    /// Issue 23: a token compared on its length and first 8 bytes only
+    /// passed every test. A wrong token of the right length is refused
+    /// whichever byte differs, and whatever it differs by; the right one
+    /// passes.
+    #[test]
+    fn bearer_same_length_token_differing_at_any_one_byte_is_refused() {
+        for len in [1, 2, 7, 8, 9, 16, 31, 32, 33, 64, 100] {
+            let good = token(len);
+            let c = Credentials::parse(&format!("Bearer {good}")).unwrap();
+            assert!(c.check(Some(&format!("Bearer {good}"))), "len {len}");
+            for i in 0..len {
+                for b in visible().filter(|&b| b != good.as_bytes()[i]) {
+                    let mut bad = good.clone().into_bytes();
+                    bad[i] = b;
+                    let bad = String::from_utf8(bad).unwrap();
+                    assert!(
+                        !c.check(Some(&format!("Bearer {bad}"))),
+                        "len {len}: byte {i} changed to {b:#x} was accepted"
+                    );
+                }
+            }
+        }
+        // The longest token the file allows: the last byte counts too.
+        let good = token(MAX_SECRET_BYTES - "Bearer ".len());
+        let c = Credentials::parse(&format!("Bearer {good}")).unwrap();
+        assert!(c.check(Some(&format!("Bearer {good}"))));
+        for i in [0, 8, 9, 1000, good.len() / 2, good.len() - 1] {
+            let mut bad = good.clone().into_bytes();
+            bad[i] = if bad[i] == b'x' { b'y' } else { b'x' };
+            let bad = String::from_utf8(bad).unwrap();
+            assert!(!c.check(Some(&format!("Bearer {bad}"))), "byte {i}");
+        }
+    }
+
+    /// The same for basic auth, on both sides of the encoding: any one
+    /// byte of `USER:PASSWORD` changed, and any one base64 character of
+    /// the header changed, is refused.
+    #[test]
+    fn basic_same_length_credential_differing_at_any_one_byte_is_refused() {
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for line in [
+            "u:p",
+            "prom:pa:ss word",
+            "scraper:0123456789abcdefghijklmnop",
+        ] {
+            let c = Credentials::parse(line).unwrap();
+            let header =
+                |plain: &[u8]| format!("Basic {}", String::from_utf8(base64(plain)).unwrap());
+            assert!(c.check(Some(&header(line.as_bytes()))), "{line}");
+            for i in 0..line.len() {
+                for b in visible().filter(|&b| b != line.as_bytes()[i]) {
+                    let mut bad = line.as_bytes().to_vec();
+                    bad[i] = b;
+                    assert!(
+                        !c.check(Some(&header(&bad))),
+                        "{line}: byte {i} changed to {b:#x} was accepted"
+                    );
+                }
+            }
+            let good = base64(line.as_bytes());
+            for i in 0..good.len() {
+                for &b in alphabet.iter().chain(b"=").filter(|&&b| b != good[i]) {
+                    let mut bad = good.clone();
+                    bad[i] = b;
+                    let bad = format!("Basic {}", String::from_utf8(bad).unwrap());
+                    assert!(!c.check(Some(&bad)), "{line}: base64 char {i} -> {b:#x}");
+                }
+            }
+        }
+    }
+
+    /// What can be tested of the constant-time comparison without timing
+    /// it: differences are accumulated over every byte, so none can hide
+    /// another (two equal differences cancel under `^=`, a later equal
+    /// byte overwrites an earlier difference under `=`), every bit of a
+    /// byte counts, and a length difference counts even when one is a
+    /// prefix of the other.
+    #[test]
+    fn constant_time_eq_accumulates_every_difference() {
+        let good: Vec<u8> = token(40).into_bytes();
+        for i in 0..good.len() {
+            for bit in 0..8 {
+                let mut bad = good.clone();
+                bad[i] ^= 1 << bit;
+                assert!(!constant_time_eq(&bad, &good), "byte {i} bit {bit}");
+            }
+            for j in i + 1..good.len() {
+                // The same difference twice, and a difference followed by
+                // equal bytes: both refused.
+                let mut bad = good.clone();
+                bad[i] ^= 0x01;
+                bad[j] ^= 0x01;
+                assert!(!constant_time_eq(&bad, &good), "bytes {i} and {j}");
+            }
+        }
+        for cut in 0..good.len() {
+            assert!(!constant_time_eq(&good[..cut], &good), "prefix of {cut}");
+        }
+        // Longer by any amount, including multiples of 256 (a length
+        // difference folded into a byte would vanish).
+        for extra in [1, 255, 256, 512, 65536] {
+            let mut longer = good.clone();
+            longer.resize(good.len() + extra, 0);
+            assert!(!constant_time_eq(&longer, &good), "{extra} more");
+            assert!(!constant_time_eq(&good, &longer), "{extra} fewer");
+        }
+        // A given shorter than the secret whose missing tail the code
+        // reads as zeros: the length still refuses it.
+        assert!(!constant_time_eq(b"ab", b"ab\0"));
+        assert!(constant_time_eq(&good, &good.clone()));
+    }
 }
