@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, warn};
 
-use crate::abi::{Counter, FlowKey, FlowStats, Hook, FAMILY_IPV4};
+use crate::abi::{FlowKey, FlowStats, Hook, FAMILY_IPV4};
 use crate::clock::{boottime_ns, unix_seconds, Now};
 use crate::interface_filter::InterfaceFilter;
 use crate::manager::{Error, Manager};
@@ -87,7 +87,7 @@ pub struct Collector {
     started: SystemTime,
     kernel_release: String,
     /// Last reading per interface, for rates.
-    previous: HashMap<String, (Instant, Counter, Counter)>,
+    previous: HashMap<String, rates::Reading>,
     /// (name, ifindex) pairs that refused to attach; not retried until the
     /// interface is re-created, so a bad device logs once, not every interval.
     refused: HashSet<(String, u32)>,
@@ -330,19 +330,27 @@ impl Collector {
             let att = &self.manager.attached()[&st.interface];
             names.insert(st.ifindex, st.interface.clone());
             let (rx, tx) = (st.rx, st.tx);
+            let reading = rates::Reading {
+                at: now,
+                rx_packets: rx.packets,
+                rx_bytes: rx.bytes,
+                tx_packets: tx.packets,
+                tx_bytes: tx.bytes,
+            };
             let rates = match self.previous.get(&st.interface) {
-                Some((t, prx, ptx)) => {
-                    let dt = now - *t;
+                Some(prev) => {
+                    let [rx_packets, tx_packets, rx_bytes, tx_bytes] =
+                        rates::between(prev, &reading);
                     Rates {
-                        rx_packets: rates::per_second(prx.packets, rx.packets, dt),
-                        tx_packets: rates::per_second(ptx.packets, tx.packets, dt),
-                        rx_bytes: rates::per_second(prx.bytes, rx.bytes, dt),
-                        tx_bytes: rates::per_second(ptx.bytes, tx.bytes, dt),
+                        rx_packets,
+                        tx_packets,
+                        rx_bytes,
+                        tx_bytes,
                     }
                 }
                 None => Rates::default(),
             };
-            self.previous.insert(st.interface.clone(), (now, rx, tx));
+            self.previous.insert(st.interface.clone(), reading);
             interfaces.push(InterfaceSnapshot {
                 hooks: att
                     .hooks
@@ -685,6 +693,7 @@ pub fn top_flows(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::abi::Counter;
 
     fn flow(sport: u16, rx: u64, tx: u64) -> (FlowKey, FlowStats) {
         let mut k = FlowKey {

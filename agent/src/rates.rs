@@ -1,6 +1,29 @@
 //! Per-second rates from two readings of a monotonic counter.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// One reading of an interface's counters, and when it was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reading {
+    pub at: Instant,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+
+/// Per-second rates between two readings, over the time measured between
+/// them (never a nominal interval: a collection may come early, after a
+/// link change, or late): `[rx_packets, tx_packets, rx_bytes, tx_bytes]`.
+pub fn between(prev: &Reading, cur: &Reading) -> [f64; 4] {
+    let dt = cur.at.saturating_duration_since(prev.at);
+    [
+        per_second(prev.rx_packets, cur.rx_packets, dt),
+        per_second(prev.tx_packets, cur.tx_packets, dt),
+        per_second(prev.rx_bytes, cur.rx_bytes, dt),
+        per_second(prev.tx_bytes, cur.tx_bytes, dt),
+    ]
+}
 
 /// Rate of a counter that went from `prev` to `cur` over `elapsed`.
 /// A counter that went backwards was reset (the probes were reloaded):
@@ -46,6 +69,34 @@ mod tests {
         assert!((r - 2_000.0).abs() < 1e-6, "{r}");
         let r = per_second(0, 1_000, Duration::from_nanos(1_234_567_890));
         assert!((r - 1_000.0 / 1.234_567_89).abs() < 1e-6, "{r}");
+    }
+
+    /// The collector's path: two readings 50 ms apart, 1000 packets and
+    /// 1.5 MB more received, 10 packets sent.
+    #[test]
+    fn between_readings_uses_the_time_between_them() {
+        let t0 = Instant::now();
+        let prev = Reading {
+            at: t0,
+            rx_packets: 5_000,
+            rx_bytes: 1_000_000,
+            tx_packets: 100,
+            tx_bytes: 6_400,
+        };
+        let cur = Reading {
+            at: t0 + Duration::from_millis(50),
+            rx_packets: 6_000,
+            rx_bytes: 2_500_000,
+            tx_packets: 110,
+            tx_bytes: 7_040,
+        };
+        let [rxp, txp, rxb, txb] = between(&prev, &cur);
+        assert!((rxp - 20_000.0).abs() < 1e-6, "{rxp}");
+        assert!((txp - 200.0).abs() < 1e-6, "{txp}");
+        assert!((rxb - 30_000_000.0).abs() < 1e-3, "{rxb}");
+        assert!((txb - 12_800.0).abs() < 1e-6, "{txb}");
+        // Readings out of order (never expected): no rate, not a panic.
+        assert_eq!(between(&cur, &prev), [0.0; 4]);
     }
 
     /// A counter that went back (probes reloaded, or a u64 wrap, which
