@@ -243,7 +243,7 @@ pub fn respond(method: &str, url: &str, published: &Published, stale_after: Dura
         },
         Route::Metrics => Reply {
             status: 200,
-            content_type: crate::metrics::CONTENT_TYPE,
+            content_type: crate::prom::CONTENT_TYPE,
             headers: &[],
             body: Body::Metrics(latest, String::new()),
         },

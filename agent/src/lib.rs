@@ -29,6 +29,7 @@ pub mod packet;
 pub mod pins;
 pub mod probes;
 pub mod process;
+pub mod prom;
 pub mod rates;
 pub mod sinks;
 pub mod snapshot;

@@ -2,80 +2,11 @@
 //! Labels are bounded: interface, hook, family, protocol, flag, reason,
 //! mode; never addresses or ports.
 
-use std::fmt::Write;
-
 use crate::abi::{FAMILY_NAMES, FLOW_MISS_NAMES, L4_NAMES, SKIP_NAMES, TCP_FLAG_NAMES};
 use crate::snapshot::Snapshot;
 
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Writes one metric family: HELP and TYPE, then its samples.
-pub(crate) struct Family<'a> {
-    out: &'a mut String,
-    name: &'static str,
-}
-
-impl<'a> Family<'a> {
-    pub(crate) fn new(out: &'a mut String, name: &'static str, kind: &str, help: &str) -> Self {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        Family { out, name }
-    }
-
-    pub(crate) fn sample(&mut self, labels: &[(&str, &str)], value: impl Value) -> &mut Self {
-        self.out.push_str(self.name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                self.out.push_str(k);
-                self.out.push_str("=\"");
-                escape_label(self.out, v);
-                self.out.push('"');
-            }
-            self.out.push('}');
-        }
-        self.out.push(' ');
-        value.write(self.out);
-        self.out.push('\n');
-        self
-    }
-}
-
-pub(crate) trait Value {
-    fn write(&self, out: &mut String);
-}
-
-impl Value for u64 {
-    fn write(&self, out: &mut String) {
-        let _ = write!(out, "{self}");
-    }
-}
-
-impl Value for f64 {
-    fn write(&self, out: &mut String) {
-        if self.is_finite() {
-            let _ = write!(out, "{self}");
-        } else if self.is_nan() {
-            out.push_str("NaN");
-        } else {
-            out.push_str(if *self > 0.0 { "+Inf" } else { "-Inf" });
-        }
-    }
-}
-
-fn escape_label(out: &mut String, v: &str) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
+use crate::prom::Family;
+pub use crate::prom::CONTENT_TYPE;
 
 /// The whole /metrics page for one snapshot.
 pub fn render(s: &Snapshot) -> String {
@@ -492,24 +423,6 @@ fn valid_pair(family: usize, l4: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_label_values() {
-        let mut s = String::new();
-        escape_label(&mut s, "a\"b\\c\nd");
-        assert_eq!(s, "a\\\"b\\\\c\\nd");
-    }
-
-    #[test]
-    fn float_formatting() {
-        let mut s = String::new();
-        2.5f64.write(&mut s);
-        s.push(' ');
-        f64::INFINITY.write(&mut s);
-        s.push(' ');
-        0.0f64.write(&mut s);
-        assert_eq!(s, "2.5 +Inf 0");
-    }
 
     #[test]
     fn sink_metrics_come_out_one_family_at_a_time() {

@@ -541,7 +541,7 @@ mod tests {
         ))
         .unwrap();
         let mut tricky = String::new();
-        crate::metrics::Family::new(&mut tricky, "netprobe_x", "gauge", "x.")
+        crate::prom::Family::new(&mut tricky, "netprobe_x", "gauge", "x.")
             .sample(&[("comm", "a\"b\\c\nd,e}f=\"g")], 1u64)
             .sample(&[], f64::NAN);
         for text in [page.as_str(), tricky.as_str()] {
@@ -555,7 +555,7 @@ mod tests {
                     .collect();
                 let name: &'static str = Box::leak(s.name.clone().into_boxed_str());
                 let mut f = String::new();
-                crate::metrics::Family::new(&mut f, name, "gauge", "").sample(&labels, s.value);
+                crate::prom::Family::new(&mut f, name, "gauge", "").sample(&labels, s.value);
                 again.push_str(f.lines().last().unwrap());
                 again.push('\n');
             }

@@ -1,13 +1,12 @@
 //! The security part of a snapshot (`/status` `security`) and its metrics.
 
-use std::fmt::Write;
-
 use serde::Serialize;
 
 use super::engine::{Alert, BlockDecision};
 use super::kernel::RuleHits;
 use super::{kind_name, KINDS};
 use crate::abi::detect as k;
+use crate::prom::{header as family, sample};
 
 /// `/status` alerts listed at most (active first, then most recent).
 pub const MAX_ALERTS_SHOWN: usize = 100;
@@ -65,11 +64,6 @@ impl SecuritySnapshot {
     }
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
 /// Appends the security metrics. Labels: kind, rule, action; no addresses.
 pub fn render_metrics(out: &mut String, s: &SecuritySnapshot) {
     family(
@@ -79,11 +73,11 @@ pub fn render_metrics(out: &mut String, s: &SecuritySnapshot) {
         "Alerts raised, by kind (one per source and target, not per packet).",
     );
     for kd in KINDS {
-        let _ = writeln!(
+        sample(
             out,
-            "netprobe_alerts_total{{kind=\"{}\"}} {}",
-            kind_name(kd),
-            s.raised[kd as usize]
+            "netprobe_alerts_total",
+            &[("kind", kind_name(kd))],
+            s.raised[kd as usize],
         );
     }
     family(
@@ -93,11 +87,11 @@ pub fn render_metrics(out: &mut String, s: &SecuritySnapshot) {
         "Alerts active now, by kind.",
     );
     for kd in KINDS {
-        let _ = writeln!(
+        sample(
             out,
-            "netprobe_alerts_active{{kind=\"{}\"}} {}",
-            kind_name(kd),
-            s.active[kd as usize]
+            "netprobe_alerts_active",
+            &[("kind", kind_name(kd))],
+            s.active[kd as usize],
         );
     }
     let c = &s.counters;
@@ -108,11 +102,11 @@ pub fn render_metrics(out: &mut String, s: &SecuritySnapshot) {
         "Threshold crossings by home hosts' own traffic (scans from a home address, floods toward outside) not raised as alerts; --alert-outbound raises them.",
     );
     for kd in KINDS {
-        let _ = writeln!(
+        sample(
             out,
-            "netprobe_alerts_outbound_suppressed_total{{kind=\"{}\"}} {}",
-            kind_name(kd),
-            s.outbound[kd as usize]
+            "netprobe_alerts_outbound_suppressed_total",
+            &[("kind", kind_name(kd))],
+            s.outbound[kd as usize],
         );
     }
     family(
@@ -121,14 +115,14 @@ pub fn render_metrics(out: &mut String, s: &SecuritySnapshot) {
         "counter",
         "Alert records the probes wrote to the ring buffer.",
     );
-    let _ = writeln!(out, "netprobe_alert_events_total {}", c.events_sent);
+    sample(out, "netprobe_alert_events_total", &[], c.events_sent);
     family(
         out,
         "netprobe_alert_events_lost_total",
         "counter",
         "Alert records lost because the ring buffer was full.",
     );
-    let _ = writeln!(out, "netprobe_alert_events_lost_total {}", c.events_lost);
+    sample(out, "netprobe_alert_events_lost_total", &[], c.events_lost);
     family(out, "netprobe_mitigation_packets_total", "counter",
         "Packets matched by mitigation: action dropped (--mitigate=on) or would_drop (dry-run), by rule blocklist or detected.");
     for (rule, action, v) in [
@@ -137,9 +131,11 @@ pub fn render_metrics(out: &mut String, s: &SecuritySnapshot) {
         ("blocklist", "would_drop", c.would_drop_blocklist),
         ("detected", "would_drop", c.would_drop_detected),
     ] {
-        let _ = writeln!(
+        sample(
             out,
-            "netprobe_mitigation_packets_total{{rule=\"{rule}\",action=\"{action}\"}} {v}"
+            "netprobe_mitigation_packets_total",
+            &[("rule", rule), ("action", action)],
+            v,
         );
     }
     family(
@@ -148,10 +144,11 @@ pub fn render_metrics(out: &mut String, s: &SecuritySnapshot) {
         "counter",
         "Packets matched by a block but passed: allowlisted.",
     );
-    let _ = writeln!(
+    sample(
         out,
-        "netprobe_allowlist_passed_total {}",
-        c.allowlist_passed
+        "netprobe_allowlist_passed_total",
+        &[],
+        c.allowlist_passed,
     );
     family(
         out,
@@ -159,10 +156,11 @@ pub fn render_metrics(out: &mut String, s: &SecuritySnapshot) {
         "counter",
         "Packets of blocked sources passed because they answer a conversation this side started.",
     );
-    let _ = writeln!(
+    sample(
         out,
-        "netprobe_mitigation_answers_passed_total {}",
-        c.answers_passed
+        "netprobe_mitigation_answers_passed_total",
+        &[],
+        c.answers_passed,
     );
     family(
         out,
@@ -170,12 +168,17 @@ pub fn render_metrics(out: &mut String, s: &SecuritySnapshot) {
         "counter",
         "Connection attempts or failures the scan detectors could not count: the source's slot was held by another source with failures (raise --scan-slots).",
     );
-    let _ = writeln!(out, "netprobe_scan_untracked_total {}", c.scan_untracked);
+    sample(out, "netprobe_scan_untracked_total", &[], c.scan_untracked);
     family(
         out,
         "netprobe_blocked_sources",
         "gauge",
         "Sources blocked now after an alert (dry-run: would be).",
     );
-    let _ = writeln!(out, "netprobe_blocked_sources {}", s.blocked_sources.len());
+    sample(
+        out,
+        "netprobe_blocked_sources",
+        &[],
+        s.blocked_sources.len(),
+    );
 }

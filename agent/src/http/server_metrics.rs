@@ -3,7 +3,7 @@
 //! the page is the collector's snapshot).
 
 use super::ServerStats;
-use crate::metrics::Family;
+use crate::prom::Family;
 
 /// Renders `s` into `out`.
 pub fn render(out: &mut String, s: &ServerStats) {

@@ -1,47 +1,22 @@
 //! The socket layer's metrics, Prometheus text format 0.0.4. Labels are
 //! bounded: direction, reason; never addresses, ports or processes.
 
-use std::fmt::Write;
-
 use super::model::{Histogram, SocketSnapshot};
+use crate::prom::{header as family, one, sample, Family};
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{k}=\"{v}\"");
-        }
-        out.push('}');
-    }
-    let _ = writeln!(out, " {value}");
-}
-
-fn one(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
-    family(out, name, kind, help);
-    sample(out, name, &[], value);
-}
-
+/// A histogram family: cumulative buckets, sum and count.
 fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
-    family(out, name, "histogram", help);
+    let mut f = Family::new(out, name, "histogram", help);
     for (le, count) in h.cumulative() {
         let le = if le.is_finite() {
             le.to_string()
         } else {
             "+Inf".to_string()
         };
-        sample(out, &format!("{name}_bucket"), &[("le", &le)], count);
+        f.sample_suffixed("_bucket", &[("le", &le)], count);
     }
-    sample(out, &format!("{name}_sum"), &[], h.sum);
-    sample(out, &format!("{name}_count"), &[], h.count);
+    f.sample_suffixed("_sum", &[], h.sum);
+    f.sample_suffixed("_count", &[], h.count);
 }
 
 /// Appends the socket layer's metrics to `out`. A layer that is not loaded
