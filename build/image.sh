@@ -31,7 +31,9 @@
 # signature and every package's hash, as for the host's own packages.
 #
 # Usage: build/image.sh ARCH [SERIES]   ARCH: x86_64 (amd64) or aarch64 (arm64)
-#   SERIES: 6.1 (default, Debian 12), 5.10 (Debian 11), 6.12 (Debian 13)
+#   SERIES: 6.1 (default, Debian 12), 5.10 (Debian 11), 6.12 (Debian 13),
+#     openwrt (6.1 built the OpenWrt way by build/kernel-openwrt.sh: no BTF,
+#     no BPF_EVENTS, everything built in)
 #   NETPROBE_AGENT=path  use this agent binary instead of running build/cross.sh
 # Needs: apt-get (root, for arm64: dpkg --add-architecture arm64), cpio, xz,
 # zstd.
@@ -41,7 +43,7 @@ cd "$(dirname "$0")/.."
 die() { echo "image: FAIL: $*" >&2; exit 1; }
 log() { echo "image: $*"; }
 
-[ $# -ge 1 ] && [ $# -le 2 ] || die "usage: build/image.sh x86_64|aarch64 [5.10|6.1|6.12]"
+[ $# -ge 1 ] && [ $# -le 2 ] || die "usage: build/image.sh x86_64|aarch64 [5.10|6.1|6.12|openwrt]"
 case $1 in
 x86_64 | amd64) ARCH=x86_64 DEBARCH=amd64 CONSOLE=ttyS0 TRIPLET=x86_64-linux-gnu LDSO=/lib64/ld-linux-x86-64.so.2 ;;
 aarch64 | arm64) ARCH=aarch64 DEBARCH=arm64 CONSOLE=ttyAMA0 TRIPLET=aarch64-linux-gnu LDSO=/lib/ld-linux-aarch64.so.1 ;;
@@ -54,7 +56,8 @@ case $SERIES in
 5.10) SUITE=bullseye ;;
 6.1) SUITE=bookworm ;;
 6.12) SUITE=trixie ;;
-*) die "unknown kernel series '$SERIES' (5.10, 6.1 or 6.12)" ;;
+openwrt) SUITE=bookworm ;; # the OpenWrt-style 6.1 (build/kernel-openwrt.sh)
+*) die "unknown kernel series '$SERIES' (5.10, 6.1, 6.12 or openwrt)" ;;
 esac
 
 # Modules the image needs: the virtio NIC (virtio_pci, virtio_net and
@@ -137,9 +140,11 @@ resolve_userland() {
 		xargs apt-cache show --no-all-versions 2>/dev/null |
 		awk '/^Package:/ { p = $2 } /^Version:/ { gsub(/[-.+]/, "_", p); print "VER_" p "=" $2 }' || true
 }
-KCANDS=$(resolve_kernel)
-[ -n "$KCANDS" ] || { kapt_update; KCANDS=$(resolve_kernel); }
-[ -n "$KCANDS" ] || die "cannot resolve linux-image-$DEBARCH ($SUITE) to a kernel package"
+if [ "$SERIES" != openwrt ]; then
+	KCANDS=$(resolve_kernel)
+	[ -n "$KCANDS" ] || { kapt_update; KCANDS=$(resolve_kernel); }
+	[ -n "$KCANDS" ] || die "cannot resolve linux-image-$DEBARCH ($SUITE) to a kernel package"
+fi
 UPKGS=$(resolve_userland)
 if [ "$(grep -c '^VER_' <<<"$UPKGS")" -ne ${#USERLAND[@]} ]; then
 	apt-get update -qq
@@ -186,109 +191,119 @@ unpacked() {
 
 BBDEB=$(deb_file busybox-static "${UVER[busybox-static]}") || die "apt-get download busybox-static:$DEBARCH failed"
 BBDIR=$(unpacked "$BBDEB")
-KDEB=
-while read -r KPKG KVER_DEB; do
-	KDEB=$(deb_file "$KPKG" "$KVER_DEB" "${KAPT[@]}") && break
-	log "$KPKG $KVER_DEB is listed but cannot be downloaded: trying an older one" >&2
-done <<<"$KCANDS"
-[ -n "$KDEB" ] || die "no linux-image-$DEBARCH package of $SUITE could be downloaded ($(tr '\n' ' ' <<<"$KCANDS"))"
-KDIR=$(unpacked "$KDEB")
-# Merged /usr (trixie) installs modules under /usr/lib/modules.
-MODBASE=$KDIR/lib/modules
-[ -d "$MODBASE" ] || MODBASE=$KDIR/usr/lib/modules
-KVER=$(find "$MODBASE" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | head -1)
-[ -n "$KVER" ] || die "no modules directory in $KDEB"
-MODDIR=$MODBASE/$KVER
-log "kernel $KPKG $KVER_DEB ($SUITE), busybox-static ${UVER[busybox-static]}, bpftool ${UVER[bpftool]} ($DEBARCH)"
-
-# --- kernel -----------------------------------------------------------------
-VMLINUZ=$KDIR/boot/vmlinuz-$KVER
-[ -f "$VMLINUZ" ] || die "$VMLINUZ missing"
-if [ "$ARCH" = x86_64 ]; then
-	# The bzImage decompresses itself in about 5 s under TCG; QEMU boots
-	# the ELF vmlinux directly through its PVH entry (CONFIG_PVH), so
-	# unpack it once (what scripts/extract-vmlinux does), with the
-	# compressor the kernel's config names (6.12: zstd; 5.10, 6.1: xz).
-	KERNEL=$CACHE/vmlinux-$KVER
-	if [ ! -s "$KERNEL" ]; then
-		grep -q '^CONFIG_PVH=y' "$KDIR/boot/config-$KVER" || die "$KVER has no CONFIG_PVH: QEMU cannot boot its vmlinux"
-		comp=$(sed -n 's/^CONFIG_KERNEL_\(XZ\|ZSTD\|GZIP\)=y/\1/p' "$KDIR/boot/config-$KVER")
-		case $comp in
-		XZ) magic=$'\xfd7zXZ' unpack=(xz -dc) ;;
-		ZSTD) magic=$'\x28\xb5\x2f\xfd' unpack=(zstd -dcq) ;;
-		GZIP) magic=$'\x1f\x8b\x08' unpack=(gzip -dc) ;;
-		*) die "$KVER: kernel compression '${comp:-unknown}' (want CONFIG_KERNEL_XZ, _ZSTD or _GZIP)" ;;
-		esac
-		# The first match that unpacks to an ELF file is the payload.
-		for off in $(LC_ALL=C grep -abo "$magic" "$VMLINUZ" | head -5 | cut -d: -f1); do
-			tail -c +$((off + 1)) "$VMLINUZ" | "${unpack[@]}" >"$KERNEL.tmp" 2>/dev/null || true
-			head -c 4 "$KERNEL.tmp" | grep -q 'ELF' && break
-		done
-		head -c 4 "$KERNEL.tmp" 2>/dev/null | grep -q 'ELF' || die "unpacking the ${comp,,} vmlinux from $VMLINUZ failed"
-		mv "$KERNEL.tmp" "$KERNEL"
-	fi
-	KERNEL_FORMAT=pvh
-else
-	# arm64's vmlinuz is an uncompressed Image (5.10 to 6.12).
-	KERNEL=$VMLINUZ
-	KERNEL_FORMAT=image
-	head -c 64 "$KERNEL" | tail -c 8 | grep -qa ARMd || die "$VMLINUZ is not an uncompressed arm64 Image"
-fi
-
-# --- modules ----------------------------------------------------------------
-# name -> path (relative to $MODDIR), names with - as _; compressed
-# modules (trixie: .ko.xz) are unpacked into $MODCACHE, as plain .ko.
-declare -A MODPATH
-while IFS= read -r p; do
-	n=${p##*/}
-	n=${n%.ko*}
-	MODPATH[${n//-/_}]=$p
-done < <(cd "$MODDIR" && find kernel -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst' -o -name '*.ko.gz')
-declare -A BUILTIN SEEN
-while IFS= read -r p; do
-	n=${p##*/}
-	n=${n%.ko}
-	BUILTIN[${n//-/_}]=1
-done <"$MODDIR/modules.builtin"
-MODCACHE=$KDIR.ko
-# ko MODULE: the module's plain .ko file.
-ko() {
-	local p=${MODPATH[$1]} out
-	case $p in
-	*.ko) echo "$MODDIR/$p" ;;
-	*)
-		out=$MODCACHE/${p%.*}
-		if [ ! -s "$out" ]; then
-			mkdir -p "${out%/*}"
-			case $p in
-			*.xz) xz -dc "$MODDIR/$p" ;;
-			*.zst) zstd -dcq "$MODDIR/$p" ;;
-			*.gz) gzip -dc "$MODDIR/$p" ;;
-			esac >"$out.tmp" || die "unpacking $p failed"
-			mv "$out.tmp" "$out"
-		fi
-		echo "$out"
-		;;
-	esac
-}
-
 ORDER=()
-add_module() {
-	local m=${1//-/_} deps d
-	[ -z "${SEEN[$m]:-}" ] || return 0
-	SEEN[$m]=1
-	if [ -n "${BUILTIN[$m]:-}" ]; then
-		BUILT_IN+=("$m")
-		return 0
+if [ "$SERIES" = openwrt ]; then
+	# Built here once, cached by its configuration's hash; no modules.
+	KBUILT=$(bash build/kernel-openwrt.sh "$ARCH" | tail -1) || die "build/kernel-openwrt.sh $ARCH failed"
+	KVER=$(cat "$KBUILT/release")
+	KPKG=linux-source-6.1 KVER_DEB="$(cat "$KBUILT/source-version") tinyconfig + build/kernel/openwrt-6.1.config"
+	if [ "$ARCH" = x86_64 ]; then KERNEL=$KBUILT/vmlinux KERNEL_FORMAT=pvh; else KERNEL=$KBUILT/Image KERNEL_FORMAT=image; fi
+	log "kernel $KVER ($KPKG $KVER_DEB), busybox-static ${UVER[busybox-static]}, bpftool ${UVER[bpftool]} ($DEBARCH)"
+else
+	KDEB=
+	while read -r KPKG KVER_DEB; do
+		KDEB=$(deb_file "$KPKG" "$KVER_DEB" "${KAPT[@]}") && break
+		log "$KPKG $KVER_DEB is listed but cannot be downloaded: trying an older one" >&2
+	done <<<"$KCANDS"
+	[ -n "$KDEB" ] || die "no linux-image-$DEBARCH package of $SUITE could be downloaded ($(tr '\n' ' ' <<<"$KCANDS"))"
+	KDIR=$(unpacked "$KDEB")
+	# Merged /usr (trixie) installs modules under /usr/lib/modules.
+	MODBASE=$KDIR/lib/modules
+	[ -d "$MODBASE" ] || MODBASE=$KDIR/usr/lib/modules
+	KVER=$(find "$MODBASE" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | head -1)
+	[ -n "$KVER" ] || die "no modules directory in $KDEB"
+	MODDIR=$MODBASE/$KVER
+	log "kernel $KPKG $KVER_DEB ($SUITE), busybox-static ${UVER[busybox-static]}, bpftool ${UVER[bpftool]} ($DEBARCH)"
+
+	# --- kernel -----------------------------------------------------------------
+	VMLINUZ=$KDIR/boot/vmlinuz-$KVER
+	[ -f "$VMLINUZ" ] || die "$VMLINUZ missing"
+	if [ "$ARCH" = x86_64 ]; then
+		# The bzImage decompresses itself in about 5 s under TCG; QEMU boots
+		# the ELF vmlinux directly through its PVH entry (CONFIG_PVH), so
+		# unpack it once (what scripts/extract-vmlinux does), with the
+		# compressor the kernel's config names (6.12: zstd; 5.10, 6.1: xz).
+		KERNEL=$CACHE/vmlinux-$KVER
+		if [ ! -s "$KERNEL" ]; then
+			grep -q '^CONFIG_PVH=y' "$KDIR/boot/config-$KVER" || die "$KVER has no CONFIG_PVH: QEMU cannot boot its vmlinux"
+			comp=$(sed -n 's/^CONFIG_KERNEL_\(XZ\|ZSTD\|GZIP\)=y/\1/p' "$KDIR/boot/config-$KVER")
+			case $comp in
+			XZ) magic=$'\xfd7zXZ' unpack=(xz -dc) ;;
+			ZSTD) magic=$'\x28\xb5\x2f\xfd' unpack=(zstd -dcq) ;;
+			GZIP) magic=$'\x1f\x8b\x08' unpack=(gzip -dc) ;;
+			*) die "$KVER: kernel compression '${comp:-unknown}' (want CONFIG_KERNEL_XZ, _ZSTD or _GZIP)" ;;
+			esac
+			# The first match that unpacks to an ELF file is the payload.
+			for off in $(LC_ALL=C grep -abo "$magic" "$VMLINUZ" | head -5 | cut -d: -f1); do
+				tail -c +$((off + 1)) "$VMLINUZ" | "${unpack[@]}" >"$KERNEL.tmp" 2>/dev/null || true
+				head -c 4 "$KERNEL.tmp" | grep -q 'ELF' && break
+			done
+			head -c 4 "$KERNEL.tmp" 2>/dev/null | grep -q 'ELF' || die "unpacking the ${comp,,} vmlinux from $VMLINUZ failed"
+			mv "$KERNEL.tmp" "$KERNEL"
+		fi
+		KERNEL_FORMAT=pvh
+	else
+		# arm64's vmlinuz is an uncompressed Image (5.10 to 6.12).
+		KERNEL=$VMLINUZ
+		KERNEL_FORMAT=image
+		head -c 64 "$KERNEL" | tail -c 8 | grep -qa ARMd || die "$VMLINUZ is not an uncompressed arm64 Image"
 	fi
-	[ -n "${MODPATH[$m]:-}" ] || die "module $m is neither built into $KVER nor shipped as a module"
-	deps=$(tr '\0' '\n' <"$(ko "$m")" | grep -a -m1 '^depends=' | cut -d= -f2 || true)
-	for d in ${deps//,/ }; do add_module "$d"; done
-	ORDER+=("$m")
-}
-BUILT_IN=()
-for m in "${WANT_MODULES[@]}"; do add_module "$m"; done
-log "modules to load: ${ORDER[*]}${BUILT_IN[*]:+ (built in: ${BUILT_IN[*]})}"
+
+	# --- modules ----------------------------------------------------------------
+	# name -> path (relative to $MODDIR), names with - as _; compressed
+	# modules (trixie: .ko.xz) are unpacked into $MODCACHE, as plain .ko.
+	declare -A MODPATH
+	while IFS= read -r p; do
+		n=${p##*/}
+		n=${n%.ko*}
+		MODPATH[${n//-/_}]=$p
+	done < <(cd "$MODDIR" && find kernel -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst' -o -name '*.ko.gz')
+	declare -A BUILTIN SEEN
+	while IFS= read -r p; do
+		n=${p##*/}
+		n=${n%.ko}
+		BUILTIN[${n//-/_}]=1
+	done <"$MODDIR/modules.builtin"
+	MODCACHE=$KDIR.ko
+	# ko MODULE: the module's plain .ko file.
+	ko() {
+		local p=${MODPATH[$1]} out
+		case $p in
+		*.ko) echo "$MODDIR/$p" ;;
+		*)
+			out=$MODCACHE/${p%.*}
+			if [ ! -s "$out" ]; then
+				mkdir -p "${out%/*}"
+				case $p in
+				*.xz) xz -dc "$MODDIR/$p" ;;
+				*.zst) zstd -dcq "$MODDIR/$p" ;;
+				*.gz) gzip -dc "$MODDIR/$p" ;;
+				esac >"$out.tmp" || die "unpacking $p failed"
+				mv "$out.tmp" "$out"
+			fi
+			echo "$out"
+			;;
+		esac
+	}
+
+	ORDER=()
+	add_module() {
+		local m=${1//-/_} deps d
+		[ -z "${SEEN[$m]:-}" ] || return 0
+		SEEN[$m]=1
+		if [ -n "${BUILTIN[$m]:-}" ]; then
+			BUILT_IN+=("$m")
+			return 0
+		fi
+		[ -n "${MODPATH[$m]:-}" ] || die "module $m is neither built into $KVER nor shipped as a module"
+		deps=$(tr '\0' '\n' <"$(ko "$m")" | grep -a -m1 '^depends=' | cut -d= -f2 || true)
+		for d in ${deps//,/ }; do add_module "$d"; done
+		ORDER+=("$m")
+	}
+	BUILT_IN=()
+	for m in "${WANT_MODULES[@]}"; do add_module "$m"; done
+	log "modules to load: ${ORDER[*]}${BUILT_IN[*]:+ (built in: ${BUILT_IN[*]})}"
+fi
 
 # --- root filesystem ---------------------------------------------------------
 STAGE=$OUT/rootfs
@@ -503,23 +518,30 @@ fi
 gate RESPAWN
 
 # bpftool net: xdp and tc (clsact filters); bookworm's bpftool 7.1 lists no
-# TCX links, but their programs would show in bpftool prog.
+# TCX links, and needs /proc/self/ns/net (no NET_NS on the OpenWrt-style
+# kernel: "n/a"). Whatever stays attached keeps its program, which bpftool
+# prog lists.
 left() {
 	progs=$(bpftool prog show 2>&1 | grep -c '^[0-9]*:')
 	maps=$(bpftool map show 2>&1 | grep -c '^[0-9]*:')
-	hooks=$(bpftool net show dev eth0 2>&1 | grep -c 'id [0-9]')
+	if [ -e /proc/self/ns/net ]; then
+		hooks=$(bpftool net show dev eth0 2>&1 | grep -c 'id [0-9]')
+	else
+		hooks=n/a
+	fi
 	pins=$(find /sys/fs/bpf -mindepth 1 2>/dev/null | wc -l)
 }
 # First with the agent stopped (--keep-on-exit): bpftool sees what it left.
 /etc/init.d/netprobe stop >/dev/console 2>&1
 left
 kept="programs=$progs maps=$maps eth0_attachments=$hooks pins=$pins"
-[ "$progs" -gt 0 ] && [ "$hooks" -ge 1 ] && [ "$pins" -gt 0 ] || kept="$kept (bpftool sees nothing: broken?)"
+[ "$progs" -gt 0 ] && [ "$pins" -gt 0 ] && { [ "$hooks" = n/a ] || [ "$hooks" -ge 1 ]; } ||
+	kept="$kept (bpftool sees nothing: broken?)"
 /etc/init.d/netprobe cleanup >/dev/console 2>&1
 rc=$?
 left
 case $kept in *broken*) r=FAIL ;; *) r=ok ;; esac
-[ $rc -eq 0 ] && [ "$progs" -eq 0 ] && [ "$maps" -eq 0 ] && [ "$hooks" -eq 0 ] && [ "$pins" -eq 0 ] || r=FAIL
+[ $rc -eq 0 ] && [ "$progs" -eq 0 ] && [ "$maps" -eq 0 ] && [ "$pins" -eq 0 ] && { [ "$hooks" = n/a ] || [ "$hooks" -eq 0 ]; } || r=FAIL
 say "CLEANUP: $r rc=$rc programs=$progs maps=$maps eth0_attachments=$hooks pins=$pins (stopped: $kept)"
 [ $r = ok ] || { bpftool prog show; bpftool net show dev eth0; find /sys/fs/bpf; } >/dev/console 2>&1
 say "DONE uptime=$(up)"
