@@ -39,6 +39,7 @@ packages=(
 	bison                # build/kernel-openwrt.sh (kconfig)
 	bc                   # build/kernel-openwrt.sh (kernel headers' constants)
 	libelf-dev           # build/kernel-openwrt.sh (x86_64's objtool)
+	systemd              # build/init-check.sh: systemd-analyze verify and security on the unit
 	wget                 # host-side scrapes (build/boot-test.sh)
 	mmdebstrap           # build/cleanroom.sh: a fresh Debian root
 	git                  # the revision the agent is built from (build.rs; e2e checks netprobe_build_info)

@@ -18,7 +18,8 @@
 #      build/k8s-check.sh: the Kubernetes manifests against their schemas
 #   7. the appliance: static x86_64 and aarch64 builds (and the x86_64 one's
 #      container image run under podman), aarch64 unit tests under
-#      qemu-user, and a QEMU boot of each architecture's image
+#      qemu-user, the init files checked (build/init-check.sh), and a QEMU
+#      boot of each architecture's image
 #   8. a short benchmark run, so the bench keeps working (figures not asserted)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -102,6 +103,9 @@ bash build/container-run.sh
 
 step "appliance: unit and golden tests on aarch64 (qemu-aarch64-static)"
 cargo test --locked --target aarch64-unknown-linux-musl --lib --test golden --test golden_sockets --test fuzz_parsers
+
+step "appliance: init files (systemd-analyze verify and security, sh -n, the same flags from all three)"
+bash build/init-check.sh target/release/netprobe-agent
 
 step "appliance: boot test x86_64 (QEMU, TCG)"
 bash build/boot-test.sh x86_64
