@@ -31,5 +31,6 @@ grep -h 'boot-test: result ' "$@" | awk '
 		}
 		total = f["passed"] + f["failed"]
 		result = f["failed"] == 0 ? sprintf("pass (%d/%d)", f["passed"], total) : sprintf("**FAIL** (%d/%d)", f["passed"], total)
+		if (f["reboots"] > 0) result = result ", booted twice: the kernel panicked first"
 		printf "| %s (%s) | %s | %s | %s | %s s | %s s | %s s |\n", f["kernel"], f["series"], f["package"], f["arch"], result, f["first_scrape"], f["boot_wall"], f["total_wall"]
 	}'
