@@ -31,7 +31,16 @@ packages=(
 	qemu-system-x86      # build/boot-test.sh x86_64
 	qemu-system-arm      # build/boot-test.sh aarch64 (qemu-system-aarch64)
 	cpio                 # initramfs (build/image.sh)
-	xz-utils             # unpacks vmlinux from the bzImage (build/image.sh)
+	xz-utils             # unpacks vmlinux from the bzImage, .ko.xz modules (build/image.sh)
+	zstd                 # unpacks 6.12's zstd vmlinux (build/image.sh)
+	debian-archive-keyring # verifies bullseye's and trixie's kernel packages (build/image.sh)
+	make                 # build/kernel-openwrt.sh: the OpenWrt-style kernel
+	gcc                  # build/kernel-openwrt.sh (x86_64; aarch64 with gcc-aarch64-linux-gnu)
+	flex                 # build/kernel-openwrt.sh (kconfig)
+	bison                # build/kernel-openwrt.sh (kconfig)
+	bc                   # build/kernel-openwrt.sh (kernel headers' constants)
+	libelf-dev           # build/kernel-openwrt.sh (x86_64's objtool)
+	systemd              # build/init-check.sh: systemd-analyze verify and security on the unit
 	wget                 # host-side scrapes (build/boot-test.sh)
 	mmdebstrap           # build/cleanroom.sh: a fresh Debian root
 	git                  # the revision the agent is built from (build.rs; e2e checks netprobe_build_info)

@@ -71,4 +71,43 @@ mod tests {
         assert!(v.at_least(5, 9) && v.at_least(5, 10) && !v.at_least(6, 6));
         assert!(KernelVersion::parse("4.19.0").unwrap() < MINIMUM);
     }
+
+    /// The version gate (`main.rs`: the agent refuses to start, in one line
+    /// naming MINIMUM, when the running kernel is older). Below 5.8 refused,
+    /// from 5.8 on accepted, whatever the distribution's suffix; a release
+    /// that cannot be read counts as 0.0 and is refused too. The boot test
+    /// runs the binary against a faked 5.4 release (build/image.sh, GATE).
+    #[test]
+    fn version_gate_refuses_below_5_8() {
+        assert_eq!(MINIMUM.to_string(), "5.8");
+        for refused in [
+            "5.7.19",
+            "5.4.0-150-generic",
+            "4.19.0-27-amd64",
+            "4.14.336",
+            "3.10.0-1160.el7.x86_64",
+        ] {
+            let v = KernelVersion::parse(refused).unwrap();
+            assert!(v < MINIMUM, "{refused} must be refused");
+        }
+        for accepted in [
+            "5.8.0",
+            "5.10.0-46-amd64",
+            "5.15.167", // OpenWrt 23.05
+            "6.1.0-57-arm64",
+            "6.6.73", // OpenWrt 24.10
+            "6.12.118+deb13-amd64",
+            "6.1.192-netprobe-openwrt",
+            "10.0.0",
+        ] {
+            let v = KernelVersion::parse(accepted).unwrap();
+            assert!(v >= MINIMUM, "{accepted} must be accepted");
+        }
+        // Minor numbers compare as numbers, not text: 5.10 is newer than 5.8.
+        assert!(KernelVersion::parse("5.10").unwrap() > KernelVersion::parse("5.8").unwrap());
+        // What current() falls back to when osrelease cannot be read.
+        assert!(KernelVersion { major: 0, minor: 0 } < MINIMUM);
+        assert_eq!(KernelVersion::parse(""), None);
+        assert_eq!(KernelVersion::parse("6"), None);
+    }
 }
