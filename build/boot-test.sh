@@ -214,7 +214,7 @@ stop_qemu() {
 
 # First scrape from the host: the boot-to-first-scrape time. A guest kernel
 # that panics before userspace gets one more boot, said on the result line
-# (seen once in six boots of 6.12 on x86_64: "Oops: int3" in code the
+# (seen once in ten boots of 6.12 on x86_64: "Oops: int3" in code the
 # kernel was patching at boot, under multi-threaded TCG).
 FIRST_SCRAPE= REBOOTS=0
 for attempt in 1 2; do
